@@ -1,0 +1,192 @@
+"""LRC-Adapter layers: serial (TAC-ECG), parallel mergeable low-rank conv, and per-task heads."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import torch
+from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
+from torch import nn
+
+from .config import LRCConfig
+
+
+class LRCLayer(BaseTunerLayer):
+    adapter_layer_names = ("lrc_down", "lrc_up", "lrc_head")
+    other_param_names = ("lrc_scaling", "lrc_dropout")
+
+    def __init__(self, base_layer: nn.Module, **kwargs) -> None:
+        self.base_layer = base_layer
+        self.lrc_down = nn.ModuleDict()
+        self.lrc_up = nn.ModuleDict()
+        self.lrc_head = nn.ModuleDict()
+        self.lrc_dropout = nn.ModuleDict()
+        self.lrc_scaling: dict[str, float] = {}
+        self._disable_adapters = False
+        self.merged_adapters = []
+
+    def _finish_update(self, adapter_name: str, config: LRCConfig) -> None:
+        self.lrc_scaling[adapter_name] = config.scaling
+        self.lrc_dropout[adapter_name] = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
+        self._move_adapter_to_device_of_base_layer(adapter_name)
+        self.set_adapter(self.active_adapters, inference_mode=config.inference_mode)
+
+    def _active(self) -> list[str]:
+        return [a for a in self.active_adapters if a in self.lrc_down]
+
+
+class LRCSerial(nn.Module, LRCLayer):
+    """Wraps the BatchNorm1d after a conv: ``y = bn(x); y + s * up(ReLU(down(y)))`` (1x1 convs, rank r)."""
+
+    def __init__(self, base_layer: nn.Module, adapter_name: str, config: LRCConfig, **kwargs) -> None:
+        super().__init__()
+        LRCLayer.__init__(self, base_layer)
+        channels = base_layer.num_features
+        self.channels = channels
+        self._active_adapter = adapter_name
+        self.update_layer(adapter_name, config)
+
+    def update_layer(self, adapter_name: str, config: LRCConfig) -> None:
+        self.lrc_down[adapter_name] = nn.Conv1d(self.channels, config.r, 1)
+        self.lrc_up[adapter_name] = nn.Conv1d(config.r, self.channels, 1)
+        nn.init.kaiming_uniform_(self.lrc_down[adapter_name].weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lrc_down[adapter_name].bias)
+        if config.init_weights:
+            nn.init.zeros_(self.lrc_up[adapter_name].weight)
+        nn.init.zeros_(self.lrc_up[adapter_name].bias)
+        self._finish_update(adapter_name, config)
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        y = self.base_layer(x, *args, **kwargs)
+        if self.disable_adapters:
+            return y
+        for name in self._active():
+            h = self.lrc_down[name](self.lrc_dropout[name](y))
+            y = y + self.lrc_scaling[name] * self.lrc_up[name](torch.relu(h))
+        return y
+
+    def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None) -> None:
+        raise ValueError(
+            "The serial LRC-Adapter has a ReLU inside its bottleneck, so it cannot be folded into the frozen weights. "
+            "Use LRCConfig(variant='parallel') for a mergeable adapter."
+        )
+
+    def __repr__(self) -> str:
+        return "lrc." + super().__repr__()
+
+
+class LRCParallel(nn.Module, LRCLayer):
+    """Wraps a Conv1d: ``conv(x) + s * B(A(x))``, A a rank-r conv with the base kernel/stride/padding/dilation."""
+
+    def __init__(self, base_layer: nn.Conv1d, adapter_name: str, config: LRCConfig, **kwargs) -> None:
+        super().__init__()
+        LRCLayer.__init__(self, base_layer)
+        if base_layer.groups != 1:
+            raise ValueError(
+                f"LRC parallel variant supports Conv1d with groups=1 only, got groups={base_layer.groups}; "
+                "exclude this module with LRCConfig(exclude_modules=[...])."
+            )
+        if base_layer.padding_mode != "zeros":
+            raise ValueError(f"LRC parallel variant supports zero padding only, got {base_layer.padding_mode!r}.")
+        self._active_adapter = adapter_name
+        self.update_layer(adapter_name, config)
+
+    def update_layer(self, adapter_name: str, config: LRCConfig) -> None:
+        base = self.get_base_layer()
+        self.lrc_down[adapter_name] = nn.Conv1d(
+            base.in_channels,
+            config.r,
+            base.kernel_size,
+            stride=base.stride,
+            padding=base.padding,
+            dilation=base.dilation,
+            bias=False,
+        )
+        self.lrc_up[adapter_name] = nn.Conv1d(config.r, base.out_channels, 1, bias=False)
+        nn.init.kaiming_uniform_(self.lrc_down[adapter_name].weight, a=math.sqrt(5))
+        if config.init_weights:
+            nn.init.zeros_(self.lrc_up[adapter_name].weight)
+        self._finish_update(adapter_name, config)
+
+    def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
+        down = self.lrc_down[adapter_name].weight  # (r, in, k)
+        up = self.lrc_up[adapter_name].weight[:, :, 0]  # (out, r)
+        return self.lrc_scaling[adapter_name] * torch.einsum("or,rik->oik", up, down)
+
+    def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None) -> None:
+        adapter_names = check_adapters_to_merge(self, adapter_names)
+        base = self.get_base_layer()
+        for name in adapter_names:
+            if name not in self.lrc_down:
+                continue
+            delta = self.get_delta_weight(name).to(base.weight.dtype)
+            if safe_merge:
+                merged = base.weight.data + delta
+                if not torch.isfinite(merged).all():
+                    raise ValueError(f"NaNs detected in the merged weights of adapter {name!r}; not merged.")
+                base.weight.data = merged
+            else:
+                base.weight.data += delta
+            self.merged_adapters.append(name)
+
+    def unmerge(self) -> None:
+        base = self.get_base_layer()
+        while self.merged_adapters:
+            name = self.merged_adapters.pop()
+            base.weight.data -= self.get_delta_weight(name).to(base.weight.dtype)
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        out = self.base_layer(x, *args, **kwargs)
+        if self.disable_adapters or self.merged:
+            if self.disable_adapters and self.merged:
+                self.unmerge()
+                out = self.base_layer(x, *args, **kwargs)
+            return out
+        for name in self._active():
+            out = out + self.lrc_scaling[name] * self.lrc_up[name](self.lrc_down[name](self.lrc_dropout[name](x)))
+        return out
+
+    def __repr__(self) -> str:
+        return "lrc." + super().__repr__()
+
+
+class LRCHead(nn.Module, LRCLayer):
+    """Replaces the classifier Linear with one head per task adapter (each task has its own label count)."""
+
+    def __init__(self, base_layer: nn.Linear, adapter_name: str, config: LRCConfig, **kwargs) -> None:
+        super().__init__()
+        LRCLayer.__init__(self, base_layer)
+        self.in_features = base_layer.in_features
+        self._active_adapter = adapter_name
+        self.update_layer(adapter_name, config)
+
+    def update_layer(self, adapter_name: str, config: LRCConfig) -> None:
+        num_labels = len(config.labels) if config.labels else self.get_base_layer().out_features
+        head = nn.Linear(self.in_features, num_labels)
+        nn.init.normal_(head.weight, std=0.02)
+        nn.init.zeros_(head.bias)
+        self.lrc_head[adapter_name] = head
+        self._finish_update(adapter_name, config)
+
+    def _active(self) -> list[str]:
+        return [a for a in self.active_adapters if a in self.lrc_head]
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if self.disable_adapters:
+            return self.base_layer(x, *args, **kwargs)
+        active = self._active()
+        if len(active) != 1:
+            raise ValueError(
+                f"Exactly one task adapter must be active to classify, got {active}; call model.set_adapter('<task>')."
+            )
+        return self.lrc_head[active[0]](x)
+
+    def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None) -> None:
+        pass  # the task head stays a separate module; merge_and_unload keeps it via LRCModel
+
+    def unmerge(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return "lrc." + super().__repr__()

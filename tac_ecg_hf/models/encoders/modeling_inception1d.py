@@ -1,0 +1,59 @@
+"""Inception1d encoder."""
+
+import torch
+from torch import nn
+
+from .configuration_inception1d import Inception1dConfig
+from .modeling_ecg_base import ConvBnAct1d, ECGEncoderModel, ECGForSequenceClassificationBase
+
+
+class Inception1dBlock(nn.Module):
+    def __init__(self, in_channels, num_filters, bottleneck_size, kernel_sizes):
+        super().__init__()
+        self.bottleneck = nn.Conv1d(in_channels, bottleneck_size, 1, bias=False) if in_channels > 1 else nn.Identity()
+        branch_in = bottleneck_size if in_channels > 1 else in_channels
+        self.convs = nn.ModuleList(nn.Conv1d(branch_in, num_filters, k, padding=k // 2, bias=False) for k in kernel_sizes)
+        self.pool_branch = nn.Sequential(nn.MaxPool1d(3, stride=1, padding=1), nn.Conv1d(in_channels, num_filters, 1, bias=False))
+        self.bn = nn.BatchNorm1d(num_filters * (len(kernel_sizes) + 1))
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        bottled = self.bottleneck(x)
+        out = torch.cat([conv(bottled) for conv in self.convs] + [self.pool_branch(x)], dim=1)
+        return self.act(self.bn(out))
+
+
+class Inception1dModel(ECGEncoderModel):
+    config_class = Inception1dConfig
+    _lrc_serial_targets = [r".*blocks\.\d+\.bn"]
+
+    def __init__(self, config: Inception1dConfig):
+        super().__init__(config)
+        channels = config.in_channels
+        blocks, shortcuts = [], []
+        residual_in = channels
+        for d in range(config.depth):
+            blocks.append(Inception1dBlock(channels, config.num_filters, config.bottleneck_size, config.kernel_sizes))
+            channels = config.block_channels
+            if (d + 1) % config.residual_every == 0:
+                shortcuts.append(ConvBnAct1d(residual_in, channels, 1, act=False))
+                residual_in = channels
+        self.blocks = nn.ModuleList(blocks)
+        self.shortcuts = nn.ModuleList(shortcuts)
+        self.act = nn.ReLU()
+        self.post_init()
+
+    def forward_features(self, input_values: torch.Tensor) -> torch.Tensor:
+        x, residual = input_values, input_values
+        for d, block in enumerate(self.blocks):
+            x = block(x)
+            if (d + 1) % self.config.residual_every == 0:
+                x = self.act(x + self.shortcuts[d // self.config.residual_every](residual))
+                residual = x
+        return x
+
+
+class Inception1dForSequenceClassification(ECGForSequenceClassificationBase):
+    config_class = Inception1dConfig
+    _encoder_class = Inception1dModel
+    _lrc_serial_targets = [r"encoder\." + p for p in Inception1dModel._lrc_serial_targets]
