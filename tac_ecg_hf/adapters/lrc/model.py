@@ -192,7 +192,8 @@ class LRCModel(BaseTuner):
         for name, head in task_heads.items():
             parent_name, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent_name) if parent_name else model, child, head)
-        model.config.num_labels = head.out_features if task_heads else model.config.num_labels
+        if task_heads and getattr(model, "config", None) is not None:  # plain nn.Modules have no config
+            model.config.num_labels = head.out_features
         self._sync_model_config(active[0])
         return model
 

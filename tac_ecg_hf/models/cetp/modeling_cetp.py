@@ -67,14 +67,18 @@ class CETPPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module):
+        # Initialise the leaves (Linear/LayerNorm of the projection heads) rather than the CETPProjectionHead
+        # container: for custom code, transformers 5 marks a module without direct parameters as initialised
+        # and never calls _init_weights on it. The towers are sub-models and keep their own init / weights.
         if isinstance(module, CETPModel):
             module.logit_scale.fill_(self.config.logit_scale_init_value)
-        elif isinstance(module, CETPProjectionHead):
-            for linear in (module.projection, module.fc):
-                nn.init.normal_(linear.weight, std=self.config.initializer_range)
-                nn.init.zeros_(linear.bias)
-            nn.init.ones_(module.norm.weight)
-            nn.init.zeros_(module.norm.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=self.config.initializer_range)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
 
 
 class CETPModel(CETPPreTrainedModel):

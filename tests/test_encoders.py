@@ -1,0 +1,433 @@
+"""Unit tests of the six ECG encoder families (tiny configs, CPU, a few seconds in all)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+import tac_ecg_hf
+from tac_ecg_hf import ENCODER_FAMILIES, ENCODER_PRESETS, create_encoder_config
+from tac_ecg_hf.models.encoders import ECGEncoderOutput
+
+#: tiny, fast configs of every family (each builds in milliseconds)
+TINY = {
+    "xresnet1d": dict(layers=[1, 1], block_widths=[8, 8], stem_widths=[8, 8, 8], expansion=2),
+    "resnet1d": dict(layers=[1, 1], base_width=8),
+    "inception1d": dict(depth=3, num_filters=4, bottleneck_size=4, kernel_sizes=[9, 5, 3], residual_every=3),
+    "fcn1d": dict(widths=[8, 16, 8], kernel_sizes=[7, 5, 3]),
+    "lstm1d": dict(hidden_size=8, num_layers=1),
+    "ecg_transformer": dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
+}
+FAMILIES = sorted(TINY)
+
+
+def tiny_config(family: str, **overrides):
+    return create_encoder_config(family, **{**TINY[family], **overrides})
+
+
+def build(family: str, kind: str = "base", seed: int = 0, **overrides):
+    config_cls, model_cls, cls_cls = ENCODER_FAMILIES[family]
+    torch.manual_seed(seed)
+    model = (model_cls if kind == "base" else cls_cls)(tiny_config(family, **overrides))
+    return model.eval()
+
+
+def _randomise_batchnorm_stats(model: nn.Module) -> None:
+    """Give every BatchNorm non-trivial running stats so that a reload has something to get wrong."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm1d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.1, 0.1)
+                module.num_batches_tracked.fill_(7)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# registry / presets
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_families_and_presets_are_registered():
+    assert set(ENCODER_FAMILIES) == set(TINY)
+    for name, (model_type, _) in ENCODER_PRESETS.items():
+        assert create_encoder_config(name).model_type == model_type
+    with pytest.raises(KeyError, match="Unknown encoder"):
+        create_encoder_config("resnet9000")
+
+
+def test_preset_overrides_are_applied():
+    config = create_encoder_config("xresnet1d50", num_labels=7, in_channels=1)
+    assert config.layers == [3, 4, 6, 3]
+    assert config.num_labels == 7 and config.in_channels == 1 and config.lead_names == ["I"]
+
+
+def test_xresnet1d101_has_about_1_5m_parameters():
+    model = ENCODER_FAMILIES["xresnet1d"][1](create_encoder_config("xresnet1d101"))
+    n_params = sum(p.numel() for p in model.parameters())
+    assert 1.4e6 <= n_params <= 1.6e6, n_params
+    assert model.config.feature_size == 512  # 2 (avg+max) * 64 * 4
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# forward shapes and losses
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_base_model_forward_shapes(family):
+    model = build(family)
+    x = torch.randn(3, 12, 200)
+    with torch.no_grad():
+        out = model(x)
+    assert isinstance(out, ECGEncoderOutput)
+    hidden, pooled = out.last_hidden_state, out.pooler_output
+    assert hidden.dim() == 3 and hidden.shape[0] == 3
+    assert pooled.shape == (3, model.config.feature_size)
+    # pooler_output is the pooling of last_hidden_state (avg + max by default)
+    assert torch.allclose(pooled, torch.cat([hidden.mean(-1), hidden.amax(-1)], dim=-1))
+    assert torch.isfinite(pooled).all()
+    # the tuple form gives the same tensors
+    with torch.no_grad():
+        hidden_t, pooled_t = model(x, return_dict=False)
+    assert torch.equal(hidden_t, hidden) and torch.equal(pooled_t, pooled)
+
+
+@pytest.mark.parametrize("family", ["xresnet1d", "lstm1d"])
+def test_avg_pooling_feature_size(family):
+    model = build(family, pooling="avg")
+    with torch.no_grad():
+        out = model(torch.randn(2, 12, 120))
+    assert out.pooler_output.shape == (2, model.config.feature_size)
+    assert torch.allclose(out.pooler_output, out.last_hidden_state.mean(-1))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_classification_losses_match_torch(family):
+    x = torch.randn(4, 12, 160)
+
+    multi = build(family, kind="cls", num_labels=5, problem_type="multi_label_classification")
+    labels = torch.randint(0, 2, (4, 5)).float()
+    with torch.no_grad():
+        out = multi(x, labels=labels)
+    assert out.logits.shape == (4, 5)
+    assert torch.allclose(out.loss, F.binary_cross_entropy_with_logits(out.logits, labels), atol=1e-6)
+
+    single = build(family, kind="cls", num_labels=4, problem_type="single_label_classification")
+    targets = torch.tensor([0, 3, 1, 2])
+    with torch.no_grad():
+        out = single(x, labels=targets)
+    assert out.logits.shape == (4, 4)
+    assert torch.allclose(out.loss, F.cross_entropy(out.logits, targets), atol=1e-6)
+
+
+def test_problem_type_defaults_to_single_label():
+    model = build("fcn1d", kind="cls", num_labels=3)
+    assert model.config.problem_type == "single_label_classification"
+
+
+def test_classification_label_errors():
+    x = torch.randn(2, 12, 100)
+    multi = build("fcn1d", kind="cls", num_labels=5, problem_type="multi_label_classification")
+    with pytest.raises(ValueError, match="multi-label labels must have shape"):
+        multi(x, labels=torch.ones(2, 4))
+    single = build("fcn1d", kind="cls", num_labels=4, problem_type="single_label_classification")
+    with pytest.raises(ValueError, match="class ids"):
+        single(x, labels=torch.tensor([0, 4]))
+
+
+def test_classification_backward_reaches_encoder():
+    model = build("xresnet1d", kind="cls", num_labels=3).train()
+    out = model(torch.randn(4, 12, 100), labels=torch.tensor([0, 1, 2, 1]))
+    out.loss.backward()
+    assert model.encoder.stem[0].conv.weight.grad.abs().sum() > 0
+    assert model.head.classifier.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("length", [250, 1000, 6000])
+def test_different_record_lengths(family, length):
+    if family in ("lstm1d", "ecg_transformer") and length == 6000:
+        batch = 1  # the sequential LSTM / attention cost most here; keep it cheap
+    else:
+        batch = 2
+    model = build(family)
+    with torch.no_grad():
+        out = model(torch.randn(batch, 12, length))
+    assert out.pooler_output.shape == (batch, model.config.feature_size)
+    assert torch.isfinite(out.pooler_output).all()
+
+
+def test_single_lead_encoder():
+    model = build("resnet1d", in_channels=1)
+    assert model.config.lead_names == ["I"]
+    with torch.no_grad():
+        out = model(torch.randn(2, 1, 300))
+    assert out.pooler_output.shape == (2, model.config.feature_size)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# input validation
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["base", "cls"])
+def test_input_errors_are_helpful(kind):
+    model = build("xresnet1d", kind=kind, num_labels=2)
+    with pytest.raises(ValueError, match=r"unsqueeze\(0\)"):
+        model(torch.randn(12, 1000))
+    with pytest.raises(ValueError, match=r"expected \(batch, 12 leads, samples\)"):
+        model(torch.randn(1, 1, 12, 100))
+    with pytest.raises(ValueError, match="8 leads") as err:
+        model(torch.randn(2, 8, 1000))
+    assert "V6" in str(err.value)  # names the leads the encoder reads
+    assert "transpose" not in str(err.value)
+    with pytest.raises(ValueError, match=r"time-first: pass input_values.transpose\(1, 2\)"):
+        model(torch.randn(2, 1000, 12))
+    bad = torch.randn(2, 12, 100)
+    bad[0, 3, 10] = float("nan")
+    bad[1, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="2 NaN/inf"):
+        model(bad)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        model(bad.numpy())
+
+
+@pytest.mark.parametrize(
+    "family, kwargs, match",
+    [
+        ("xresnet1d", dict(in_channels=3, lead_names=["I", "II"]), "lead_names has 2 names but in_channels=3"),
+        ("lstm1d", dict(in_channels=12, lead_names=["I"]), "lead_names"),
+        ("xresnet1d", dict(pooling="attention"), "pooling"),
+        ("xresnet1d", dict(layers=[1, 1], block_widths=[8]), "same length"),
+        ("xresnet1d", dict(kernel_size=4), "odd"),
+        ("resnet1d", dict(kernel_size=4), "odd"),
+        ("inception1d", dict(kernel_sizes=[8, 5]), "odd"),
+        ("fcn1d", dict(widths=[8, 8], kernel_sizes=[3]), "same length"),
+        ("ecg_transformer", dict(hidden_size=18, num_attention_heads=4), "divisible"),
+        ("resnet1d", dict(in_channels=0), "positive integer"),
+        ("resnet1d", dict(sampling_rate=-100), "positive integer"),
+    ],
+)
+def test_inconsistent_configs_raise(family, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        create_encoder_config(family, **{**TINY[family], **kwargs})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# initialisation
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("kind", ["base", "cls"])
+def test_init_is_deterministic(family, kind):
+    a = build(family, kind=kind, seed=123, num_labels=3).state_dict()
+    b = build(family, kind=kind, seed=123, num_labels=3).state_dict()
+    c = build(family, kind=kind, seed=7, num_labels=3).state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
+def test_post_init_applied_own_init():
+    model = build("xresnet1d", kind="cls", num_labels=3)
+    encoder = model.encoder
+    # Conv1d: kaiming normal (fan_out), not transformers' default normal(0.02)
+    conv = encoder.stem[1].conv  # 8 -> 8, kernel 3: std sqrt(2 / 24) = 0.29
+    assert 0.15 < conv.weight.std().item() < 0.45
+    # the last BatchNorm of each residual branch starts at zero (identity blocks); the others at one
+    for block in (encoder.stages[0][0], encoder.stages[1][0]):
+        assert torch.all(block.convpath[-1].bn.weight == 0)
+        assert torch.all(block.convpath[0].bn.weight == 1)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm1d):
+            assert torch.all(module.bias == 0)
+            assert torch.all(module.running_mean == 0) and torch.all(module.running_var == 1)
+    # head: normal(initializer_range), zero bias
+    head = model.head.classifier
+    assert torch.all(head.bias == 0)
+    assert 0.005 < head.weight.std().item() < 0.05
+
+
+def test_post_init_lstm_and_transformer():
+    lstm = build("lstm1d").lstm
+    hidden = lstm.hidden_size
+    assert torch.all(lstm.bias_ih_l0[hidden : 2 * hidden] == 1.0)  # forget gate
+    assert torch.all(lstm.bias_ih_l0[:hidden] == 0.0)
+    w = lstm.weight_hh_l0  # orthogonal init of the (4H, H) matrix: orthonormal columns
+    assert torch.allclose(w.t() @ w, torch.eye(hidden), atol=1e-4)
+
+    transformer = build("ecg_transformer")
+    attn = transformer.layers.layers[0].self_attn
+    assert torch.all(attn.in_proj_bias == 0)
+    assert torch.all(transformer.norm.weight == 1) and torch.all(transformer.norm.bias == 0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# save / load
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_auto_config_round_trip(family, tmp_path):
+    config = tiny_config(family, num_labels=3, sampling_rate=250, lead_names=list("ABCDEFGHIJKL"))
+    config.save_pretrained(tmp_path)
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert type(loaded) is type(config)
+    assert loaded.feature_size == config.feature_size
+    assert loaded.encoder_signature() == config.encoder_signature()
+    assert loaded.lead_names == list("ABCDEFGHIJKL") and loaded.sampling_rate == 250
+    a, b = config.to_dict(), loaded.to_dict()
+    for key in set(a) | set(b):
+        if key not in ("transformers_version", "auto_map", "_name_or_path"):
+            assert a.get(key) == b.get(key), key
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_save_load_round_trip_exact(family, tmp_path):
+    model = build(family, kind="cls", num_labels=3, problem_type="multi_label_classification")
+    _randomise_batchnorm_stats(model)
+    x = torch.randn(2, 12, 150)
+    with torch.no_grad():
+        logits = model(x).logits
+        features = model.encoder(x).pooler_output
+
+    model.save_pretrained(tmp_path / "cls")
+    files = set(os.listdir(tmp_path / "cls"))
+    assert "model.safetensors" in files and not any(f.endswith(".bin") for f in files)
+    config = json.loads((tmp_path / "cls" / "config.json").read_text())
+    assert {"AutoConfig", "AutoModel", "AutoModelForSequenceClassification"} <= set(config["auto_map"])
+
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "cls").eval()
+    assert type(loaded) is type(model)
+    assert loaded.config.problem_type == "multi_label_classification"
+    sd, sd_loaded = model.state_dict(), loaded.state_dict()
+    assert sd.keys() == sd_loaded.keys()
+    for key in sd:
+        assert torch.equal(sd[key], sd_loaded[key]), key
+    with torch.no_grad():
+        assert torch.equal(loaded(x).logits, logits)
+
+    # the bare encoder, saved on its own, reloads through AutoModel
+    model.encoder.save_pretrained(tmp_path / "enc")
+    encoder = AutoModel.from_pretrained(tmp_path / "enc").eval()
+    assert type(encoder) is type(model.encoder)
+    with torch.no_grad():
+        assert torch.equal(encoder(x).pooler_output, features)
+
+    # the classifier checkpoint also loads as a bare encoder (the head is dropped)
+    encoder2 = AutoModel.from_pretrained(tmp_path / "cls").eval()
+    with torch.no_grad():
+        assert torch.equal(encoder2(x).pooler_output, features)
+
+
+def test_save_load_keeps_float32_and_config(tmp_path):
+    model = build("resnet1d", kind="cls", num_labels=4, id2label={0: "N", 1: "A", 2: "O", 3: "~"})
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path, dtype=torch.float32)
+    assert next(loaded.parameters()).dtype == torch.float32
+    assert loaded.config.id2label == {0: "N", 1: "A", 2: "O", 3: "~"}
+
+
+_REMOTE_SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    class _Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "tac_ecg_hf" or name.startswith("tac_ecg_hf."):
+                raise ImportError("tac_ecg_hf is hidden in this test")
+            return None
+
+    sys.meta_path.insert(0, _Block())
+    sys.path = [p for p in sys.path if "tac_ecg_hf" not in p and p not in ("", ".")]
+    try:
+        import tac_ecg_hf  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("tac_ecg_hf must not be importable here")
+
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+    result = {}
+    for name in sys.argv[1:]:
+        x = torch.load(f"{name}/x.pt")
+        config = AutoConfig.from_pretrained(f"{name}/cls", trust_remote_code=True)
+        cls_model = AutoModelForSequenceClassification.from_pretrained(f"{name}/cls", trust_remote_code=True).eval()
+        enc_model = AutoModel.from_pretrained(f"{name}/cls", trust_remote_code=True).eval()
+        with torch.no_grad():
+            logits = cls_model(x).logits
+            pooled = enc_model(x).pooler_output
+        torch.save({"logits": logits, "pooled": pooled}, f"{name}/out.pt")
+        result[name] = [type(config).__module__, type(cls_model).__name__, type(enc_model).__name__]
+    assert not any(m == "tac_ecg_hf" or m.startswith("tac_ecg_hf.") for m in sys.modules)
+    print(json.dumps(result))
+    """
+)
+
+
+def test_trust_remote_code_without_package(tmp_path):
+    """A saved checkpoint loads through the Auto classes where tac_ecg_hf is not installed."""
+    expected = {}
+    for family in ("xresnet1d", "ecg_transformer"):
+        model = build(family, kind="cls", num_labels=3, problem_type="multi_label_classification")
+        _randomise_batchnorm_stats(model)
+        x = torch.randn(2, 12, 120)
+        with torch.no_grad():
+            expected[family] = (model(x).logits, model.encoder(x).pooler_output)
+        model.save_pretrained(tmp_path / family / "cls")
+        torch.save(x, tmp_path / family / "x.pt")
+    (tmp_path / "load.py").write_text(_REMOTE_SCRIPT)
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
+    env["HF_MODULES_CACHE"] = str(tmp_path / "hf_modules")
+    env["HF_HUB_OFFLINE"] = "1"
+    proc = subprocess.run(
+        [sys.executable, "-I", "load.py", "xresnet1d", "ecg_transformer"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["xresnet1d"][1:] == ["XResNet1dForSequenceClassification", "XResNet1dModel"]
+    assert result["ecg_transformer"][1:] == ["ECGTransformerForSequenceClassification", "ECGTransformerModel"]
+    assert result["xresnet1d"][0].startswith("transformers_modules")
+    for family, (logits, pooled) in expected.items():
+        out = torch.load(tmp_path / family / "out.pt")
+        assert torch.equal(out["logits"], logits), family
+        assert torch.equal(out["pooled"], pooled), family
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# import cost
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_import_is_fast():
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", "import tac_ecg_hf"], capture_output=True, text=True, timeout=60)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert elapsed < 10, f"import tac_ecg_hf took {elapsed:.1f} s"
+
+
+def test_version():
+    assert isinstance(tac_ecg_hf.__version__, str)
