@@ -9,7 +9,7 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
-from ..encoders.modeling_ecg_base import ECGPreTrainedModel
+from ..encoders.modeling_ecg_base import ECGPreTrainedModel, SafetensorsOnlyMixin
 from .configuration_cetp import CETPConfig
 
 
@@ -59,7 +59,9 @@ class CETPProjectionHead(nn.Module):
         return self.norm(projected + self.dropout(self.fc(self.act(projected))))
 
 
-class CETPPreTrainedModel(PreTrainedModel):
+class CETPPreTrainedModel(SafetensorsOnlyMixin, PreTrainedModel):
+    """``from_pretrained`` refuses pickle-only checkpoints unless ``use_safetensors=False`` is passed."""
+
     config_class = CETPConfig
     base_model_prefix = "cetp"
     main_input_name = "input_values"
@@ -121,33 +123,47 @@ class CETPModel(CETPPreTrainedModel):
         embeds = self.ecg_projection(pooled)
         return nn.functional.normalize(embeds, dim=-1) if normalize else embeds
 
-    def get_text_features(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, normalize: bool = True, **kwargs
-    ) -> torch.Tensor:
+    def pool_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """Text tower + pooling (masked mean or CLS), before the projection head."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         hidden = self.text_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
         if self.config.text_pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        embeds = self.text_projection(pooled)
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+    def get_text_features(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        normalize: bool = True,
+        text_pooled: torch.Tensor | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        """Projected text embeddings. ``text_pooled`` (the output of ``pool_text``) skips the text tower: with a
+        frozen tower, pre-training caches it once per report instead of re-encoding every step."""
+        if text_pooled is None:
+            if input_ids is None:
+                raise ValueError("get_text_features needs input_ids (tokenised text) or text_pooled.")
+            text_pooled = self.pool_text(input_ids, attention_mask, **kwargs)
+        embeds = self.text_projection(text_pooled)
         return nn.functional.normalize(embeds, dim=-1) if normalize else embeds
 
     def forward(
         self,
         input_values: torch.Tensor,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        text_pooled: torch.Tensor | None = None,
         return_loss: bool = True,
         return_dict: bool | None = None,
         **kwargs,
     ) -> CETPOutput:
         text_kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         ecg_embeds = self.get_ecg_features(input_values)
-        text_embeds = self.get_text_features(input_ids, attention_mask, **text_kwargs)
+        text_embeds = self.get_text_features(input_ids, attention_mask, text_pooled=text_pooled, **text_kwargs)
         scale = self.logit_scale.exp().clamp(max=self.config.max_logit_scale)
         logits_per_ecg = scale * ecg_embeds @ text_embeds.t()
         loss = symmetric_infonce(logits_per_ecg) if return_loss else None
