@@ -12,7 +12,9 @@ Input files are only ever read. On bad input the command exits with status 2 and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import sys
 import warnings
@@ -32,15 +34,54 @@ def _default_data_dir() -> str:
     return str((here / "../shared/data").resolve())
 
 
+def _record_files(path: Path) -> set[Path]:
+    """The input file and its companions (header, signal files, sidecar) of a record path, resolved."""
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix.lower() in (".hea", ".mat", ".dat", ".npy", ".csv", ".json") else path
+    files = {path, *(stem.parent / (stem.name + ext) for ext in (".hea", ".mat", ".dat", ".npy", ".csv", ".json"))}
+    return {f.resolve() for f in files}
+
+
+def _check_output_path(out: str | None, record: str) -> None:
+    """Refuse to write a plot over the record or one of its companion files (the user's input is never lost)."""
+    if not out:
+        return
+    target = Path(out).resolve()
+    if target in _record_files(Path(record)):
+        raise ValueError(f"--plot {out} would overwrite the input record's files; choose another path such as out.png.")
+    if target.is_dir():
+        raise ValueError(f"--plot {out} is a directory; give a file name such as out.png.")
+
+
+def _write_plot_atomically(figure_writer, path: str) -> None:
+    """Render to a temporary file next to ``path`` and rename it into place: no half-written PNG on a crash."""
+    import tempfile
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp.png", dir=target.parent)
+    os.close(fd)
+    try:
+        figure_writer(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def _cmd_predict(args) -> int:
+    from .data import read_record
     from .inference import ECGTaskClassifier
 
-    clf = ECGTaskClassifier.from_pretrained(args.model, tasks=[args.task], revision=args.revision)
     leads = args.leads.split(",") if args.leads else None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        prediction = clf.predict(args.record, task=args.task, sampling_rate=args.fs, lead_names=leads, threshold=args.threshold)
-    notes = sorted({str(w.message) for w in caught if issubclass(w.category, UserWarning)})
+    _check_output_path(args.plot, args.record)
+    # read (and so validate) the record before the slower model load; it is read once and only read
+    record = read_record(args.record, lead_names=leads, sampling_rate=args.fs)
+    clf = ECGTaskClassifier.from_pretrained(
+        args.model, tasks=[args.task], revision=args.revision, allow_pickle=args.allow_pickle
+    )
+    prediction = clf.predict(record, task=args.task, threshold=args.threshold)
+    notes = _notes(args)
     if args.json:
         print(json.dumps({**prediction.to_dict(), "notes": notes}, indent=2))
     else:
@@ -48,20 +89,22 @@ def _cmd_predict(args) -> int:
             print(f"note: {note}")
         print(prediction.format())
     if args.plot:
-        from .data import read_record
         from .plotting import plot_ecg
 
-        record = read_record(args.record, lead_names=leads, sampling_rate=args.fs)
-        plot_ecg(
-            record.signal,
-            record.sampling_rate,
-            list(record.lead_names),
-            title=f"{record.record_id} - {args.task}",
-            prediction=dict(zip(prediction.labels, map(float, prediction.probabilities))),
-            decision=prediction.decision,
-            path=args.plot,
+        _write_plot_atomically(
+            lambda tmp: plot_ecg(
+                record.signal,
+                record.sampling_rate,
+                list(record.lead_names),
+                title=f"{record.record_id} - {args.task}",
+                prediction=dict(zip(prediction.labels, map(float, prediction.probabilities))),
+                decision=prediction.decision,
+                path=tmp,
+            ),
+            args.plot,
         )
-        print(f"plot written to {args.plot}")
+        if not args.json:
+            print(f"plot written to {args.plot}")
     return 0
 
 
@@ -69,7 +112,10 @@ def _cmd_list(args) -> int:
     from .hub import bundled_path, bundled_repo_ids
     from .inference import available_tasks
 
-    for repo_id in bundled_repo_ids():
+    repo_ids = bundled_repo_ids()
+    if not repo_ids:
+        print("no bundled models in this installation; pass --model <Hub id or folder> to tac-ecg predict")
+    for repo_id in repo_ids:
         path = bundled_path(repo_id)
         config = json.loads((path / "config.json").read_text())
         print(f"{repo_id}  ({config.get('model_type')}, {config.get('sampling_rate')} Hz, {config.get('num_samples')} samples)")
@@ -105,11 +151,18 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (``tac-ecg predict: error: ...``) and exit status 2, without the usage block."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {' '.join(str(message).split())}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .inference import DEFAULT_MODEL
     from .tasks import TASKS
 
-    parser = argparse.ArgumentParser(prog="tac-ecg", description="TAC-ECG on the Hugging Face stack.")
+    parser = _Parser(prog="tac-ecg", description="TAC-ECG on the Hugging Face stack.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("predict", help="classify one ECG record with a task adapter")
@@ -122,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="decision threshold for multi-label tasks")
     p.add_argument("--plot", default=None, help="write a PNG of the leads with the prediction")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--allow-pickle", action="store_true",
+        help="also load pickle checkpoints (pytorch_model.bin / adapter_model.bin); only for files you trust",
+    )
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("list", help="list bundled models and their task adapters")
@@ -151,24 +208,95 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _NoteHandler(logging.Handler):
+    """Collects warnings logged by tac_ecg_hf (e.g. "using the bundled checkpoint") as notes for stdout."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def _notes(args) -> list[str]:
+    """Warnings of the data layer and the library (UserWarning, not library deprecations) and logged notes."""
+    caught, handler = getattr(args, "_notes_source", ([], None))
+    notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    notes += handler.messages if handler is not None else []
+    return list(dict.fromkeys(" ".join(n.split()) for n in notes if n.strip()))
+
+
+@contextlib.contextmanager
+def _quiet_libraries():
+    """No progress bars or library log lines on stderr while a command runs (stderr carries only the one-line
+    error); the previous settings are restored afterwards (``main`` may be called in-process)."""
+    from transformers.utils import logging as hf_logging
+    import huggingface_hub.utils as hub_utils
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hub_bars_disabled = hub_utils.are_progress_bars_disabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    hub_utils.disable_progress_bars()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+        if not hub_bars_disabled:
+            hub_utils.enable_progress_bars()
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) if str(err).strip() else type(err).__name__
+    if isinstance(err, KeyError) and len(err.args) == 1 and isinstance(err.args[0], str):
+        text = " ".join(err.args[0].split())
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``tac-ecg``. Bad input (unreadable or inconsistent records, unknown model/task, refused checkpoints,
+    Hub errors) exits with status 2 and exactly one line on stderr, ``tac-ecg <command>: error: <reason>``;
+    input files are only read."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .adapters.lrc import AdapterMismatchError
-    from .data.errors import ECGInputError
+    handler = _NoteHandler()
+    package_logger = logging.getLogger("tac_ecg_hf")
+    package_logger.addHandler(handler)
+    propagate = package_logger.propagate
+    package_logger.propagate = False
+    try:
+        with warnings.catch_warnings(record=True) as caught, _quiet_libraries():
+            warnings.simplefilter("always")
+            args._notes_source = (caught, handler)
+            try:
+                return args.func(args)
+            except KeyboardInterrupt:
+                print(f"tac-ecg {args.command}: interrupted", file=sys.stderr)
+                return 130
+            except Exception as err:  # noqa: BLE001 - every failure becomes one line
+                if os.environ.get("TAC_ECG_DEBUG"):
+                    raise
+                from .adapters.lrc import AdapterMismatchError
+                from .data.errors import ECGInputError
+                from .hub.errors import HubAccessError
 
-    try:
-        from .hub.errors import HubAccessError
-    except ImportError:  # pragma: no cover
-        HubAccessError = RuntimeError  # noqa: N806
-    try:
-        return args.func(args)
-    except (ECGInputError, AdapterMismatchError, HubAccessError, FileNotFoundError, ValueError, KeyError, OSError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if isinstance(err, KeyError):
-            message = message.strip("'\"")
-        print(f"tac-ecg {args.command}: error: {message}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+                bad_input = (ECGInputError, AdapterMismatchError, HubAccessError, ValueError, KeyError, OSError)
+                if isinstance(err, bad_input):
+                    print(f"tac-ecg {args.command}: error: {_one_line(err)}", file=sys.stderr)
+                    return EXIT_BAD_INPUT
+                print(
+                    f"tac-ecg {args.command}: internal error: {type(err).__name__}: {_one_line(err)} "
+                    "(set TAC_ECG_DEBUG=1 for the traceback)",
+                    file=sys.stderr,
+                )
+                return 1
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.propagate = propagate
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -51,6 +51,14 @@ def available_tasks(model_path: str | os.PathLike) -> list[str]:
     return sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and (p / "adapter_config.json").is_file())
 
 
+def reference_labels(record) -> list[str]:
+    """Labels stored with a record: the reader's, else a WFDB header's ``#Dx:`` comment."""
+    if record.labels:
+        return list(record.labels)
+    dx = (record.meta or {}).get("header_info", {}).get("Dx", "")
+    return [d.strip() for d in str(dx).split(",") if d.strip()]
+
+
 @dataclass
 class Prediction:
     task: str
@@ -60,7 +68,7 @@ class Prediction:
     multi_label: bool
     record_id: str = ""
     num_windows: int = 1
-    notes: list[str] = field(default_factory=list)
+    reference: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -69,6 +77,7 @@ class Prediction:
             "probabilities": {label: round(float(p), 4) for label, p in zip(self.labels, self.probabilities)},
             "decision": self.decision,
             "windows": self.num_windows,
+            "reference": self.reference,
         }
 
     def format(self) -> str:
@@ -81,6 +90,8 @@ class Prediction:
             lines.append(f" {mark} {label:<{width}}  {p:6.3f}  {bar:<30} {description.get(label, '')}")
         kind = "labels above threshold" if self.multi_label else "most probable class"
         lines.append(f"decision ({kind}): {', '.join(self.decision) if self.decision else 'none'}")
+        if self.reference:
+            lines.append(f"reference labels in the file: {', '.join(self.reference)}")
         return "\n".join(lines)
 
 
@@ -214,4 +225,5 @@ class ECGTaskClassifier:
             multi_label=multi_label,
             record_id=record.record_id,
             num_windows=len(windows),
+            reference=reference_labels(record),
         )

@@ -225,9 +225,14 @@ def finetune(
     encoder: str = "xresnet1d101",
     encoder_overrides: dict | None = None,
     save: bool = True,
+    resume: bool = False,
     **training_overrides,
 ) -> tuple[nn.Module, FinetuneResult]:
-    """Fine-tune ``method`` on ``dataset`` (a ``DatasetDict`` with train/validation/test) and evaluate on test."""
+    """Fine-tune ``method`` on ``dataset`` (a ``DatasetDict`` with train/validation/test) and evaluate on test.
+
+    With ``resume=True`` (and checkpoints from ``save_strategy="steps"``/``"epoch"`` in ``output_dir``) training
+    continues from the last *complete* checkpoint (see :func:`last_complete_checkpoint`) with the result the
+    uninterrupted run would have had."""
     from transformers import Trainer, set_seed
 
     from .metrics import compute_metrics_for_trainer
@@ -259,7 +264,8 @@ def finetune(
         compute_metrics=compute_metrics_for_trainer(task.name),
     )
     start = time.perf_counter()
-    train_output = trainer.train()
+    checkpoint = last_complete_checkpoint(output_dir, quarantine=True) if resume else None
+    train_output = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
     val_metrics = trainer.evaluate(val, metric_key_prefix="val")
     prediction = trainer.predict(test, metric_key_prefix="test")
@@ -282,6 +288,57 @@ def finetune(
         out.mkdir(parents=True, exist_ok=True)
         (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
     return model, result
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# resuming interrupted runs
+
+_WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "adapter_model.bin")
+
+
+def checkpoint_is_complete(folder: str | os.PathLike) -> bool:
+    """Whether a ``Trainer`` checkpoint folder was written to the end: ``Trainer`` writes the weights, then the
+    optimizer, scheduler and RNG states, and ``trainer_state.json`` last; a run killed while saving leaves a folder
+    without a readable ``trainer_state.json`` (or without weights)."""
+    folder = Path(folder)
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(state, dict) or "global_step" not in state:
+        return False
+    return any(p.name in _WEIGHT_FILES for p in folder.rglob("*") if p.is_file())
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike, quarantine: bool = False) -> str | None:
+    """The newest complete ``checkpoint-<step>`` folder in ``output_dir`` (None if there is none).
+
+    ``Trainer.train(resume_from_checkpoint=True)`` takes the newest folder even when a kill interrupted its
+    writing. Pass this function's result instead, or call it with ``quarantine=True`` first: incomplete checkpoint
+    folders are then renamed ``incomplete-checkpoint-<step>`` so that ``resume_from_checkpoint=True`` skips them.
+    """
+    import re
+
+    out = Path(output_dir)
+    if not out.is_dir():
+        return None
+    found = []
+    for entry in out.iterdir():
+        match = re.fullmatch(r"checkpoint-(\d+)", entry.name)
+        if match and entry.is_dir():
+            found.append((int(match.group(1)), entry))
+    best = None
+    for step, entry in sorted(found, reverse=True):
+        if checkpoint_is_complete(entry):
+            best = best or entry
+            if not quarantine:
+                break
+        elif quarantine and best is None:
+            target = out / f"incomplete-{entry.name}"
+            if target.exists():
+                target = out / f"incomplete-{entry.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+            entry.rename(target)
+    return str(best) if best is not None else None
 
 
 # ----------------------------------------------------------------------------------------------------------------

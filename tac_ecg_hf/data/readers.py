@@ -538,7 +538,33 @@ def _load_sidecar(path: Path) -> dict[str, Any]:
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ECGFileError(f"Sidecar {_display(sidecar)} has unknown keys {unknown}; allowed keys: {sorted(allowed)}.")
-    return data
+    for key, value in data.items():
+        if value is None:
+            continue
+        kind, ok = _SIDECAR_TYPES[key]
+        if not ok(value):
+            raise ECGFileError(f"Sidecar {_display(sidecar)}: {key!r} must be {kind}, got {value!r:.80}.")
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+_SIDECAR_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "sampling_rate": ("a number of Hz", _is_number),
+    "lead_names": ("a list of lead names (strings)", _is_str_list),
+    "units": ("a string such as 'mV' or 'uV'", lambda v: isinstance(v, str)),
+    "gain": ("a number (ADC units per physical unit)", _is_number),
+    "baseline": ("a number (ADC units)", _is_number),
+    "layout": ("'leads_first' or 'time_first'", lambda v: isinstance(v, str)),
+    "labels": ("a list of label names (strings)", _is_str_list),
+    "record_id": ("a string", lambda v: isinstance(v, str)),
+}
 
 
 def _require_sampling_rate(path: Path, value: Any) -> float:
@@ -1382,7 +1408,8 @@ def read_cpsc2018(
       as abbreviations (``AF,RBBB``) or SNOMED CT codes (``164889003,59118001``).
     * original CPSC2018: ``REFERENCE.csv`` (``Recording,First_label,Second_label,Third_label`` with
       numbers 1..9 = Normal, AF, I-AVB, LBBB, RBBB, PAC, PVC, STD, STE) with ``.mat`` files holding the
-      struct ``ECG.data`` (or ``.hea``/``.mat`` pairs). REFERENCE.csv wins over ``#Dx`` when both exist.
+      struct ``ECG.data`` (or ``.hea``/``.mat`` pairs). When both REFERENCE.csv and a ``#Dx`` line exist they
+      must agree: a record whose two label sources disagree raises :class:`ECGFileError` (or is skipped).
 
     ``split`` keeps only records that :func:`assign_split` (``fractions``, ``seed``) puts in that split
     (CPSC2018 has no official folds). Diagnoses outside the nine classes are kept in
@@ -1419,6 +1446,15 @@ def read_cpsc2018(
         record.record_id = rid
         if reference is not None:
             labels, other = reference[rid], ()
+            dx = record.meta.get("header_info", {}).get("Dx")
+            if dx is not None:
+                header_labels, other = parse_cpsc2018_labels(dx)
+                if set(header_labels) != set(labels):
+                    raise ECGFileError(
+                        f"CPSC2018 record {rid!r}: {_display(reference_path)} gives labels {list(labels)} but the "
+                        f"header {_display(hea)} says '#Dx: {dx}' ({list(header_labels)}); the label files disagree. "
+                        "Fix one of them, or pass on_error='skip' to leave the record out."
+                    )
         else:
             dx = record.meta.get("header_info", {}).get("Dx")
             if dx is None:
@@ -1463,6 +1499,11 @@ def _read_cinc2017_reference(path: Path) -> dict[str, str]:
                 continue  # header row
             raise ECGFileError(
                 f"CinC2017: {_display(path)}, line {line_no}: label {label!r} of record {rid!r} is not one of {list(_CINC2017_LABELS)}."
+            )
+        if rid in labels and labels[rid] != label:
+            raise ECGFileError(
+                f"CinC2017: {_display(path)}, line {line_no}: record {rid!r} is labelled {label!r} here but "
+                f"{labels[rid]!r} on an earlier line; the label file contradicts itself. Keep one line per record."
             )
         labels[rid] = label
     return labels

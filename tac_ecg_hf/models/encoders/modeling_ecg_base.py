@@ -1,9 +1,10 @@
 """Building blocks shared by the tac-ecg-hf ECG encoders: input checks, conv blocks, pooling, heads.
 
 This file is copied next to a saved checkpoint (``trust_remote_code``), so it only imports
-``torch``, ``transformers`` and relative modules.
+``torch``, ``transformers``, the standard library and relative modules.
 """
 
+import os
 from dataclasses import dataclass
 
 import sys
@@ -59,6 +60,71 @@ def check_input_values(input_values: torch.Tensor, config: ECGEncoderConfig) -> 
         )
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# safetensors only
+
+
+#: weight files that are Python pickles (``torch.load`` can run code from them) / safetensors files
+PICKLE_WEIGHT_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+SAFE_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+
+
+class UnsafeCheckpointError(OSError):
+    """A checkpoint holds only pickle weights (``*.bin``), which can run arbitrary code when loaded, and the user
+    did not ask for them explicitly (``use_safetensors=False`` for models, ``allow_pickle=True`` for adapters)."""
+
+
+def pickle_only_checkpoint(folder, safe_files=SAFE_WEIGHT_FILES, pickle_files=PICKLE_WEIGHT_FILES) -> list:
+    """The pickle weight files of a local ``folder`` that has no safetensors weights (empty list otherwise, and
+    for anything that is not a local directory, such as a Hub id)."""
+    try:
+        if folder is None or not os.path.isdir(folder):
+            return []
+    except (TypeError, ValueError):
+        return []
+    if any(os.path.isfile(os.path.join(folder, name)) for name in safe_files):
+        return []
+    return [name for name in pickle_files if os.path.isfile(os.path.join(folder, name))]
+
+
+def _pickle_refusal(where, files) -> str:
+    return (
+        f"{where} holds only a pickle checkpoint ({', '.join(files)}); tac-ecg-hf loads safetensors only by default, "
+        "because unpickling a file can run arbitrary code. Convert it to safetensors (load it once where you trust "
+        "it and call save_pretrained, which writes model.safetensors), or pass use_safetensors=False explicitly if "
+        "you trust the file."
+    )
+
+
+class SafetensorsOnlyMixin:
+    """``from_pretrained`` with ``use_safetensors=True`` as the default: a checkpoint with only
+    ``pytorch_model.bin`` is refused (:class:`UnsafeCheckpointError`) unless ``use_safetensors=False`` is passed."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, use_safetensors=None, **kwargs):
+        if use_safetensors is not None:  # an explicit choice by the user
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, use_safetensors=use_safetensors, **kwargs)
+        folder = pretrained_model_name_or_path
+        if folder is not None and kwargs.get("subfolder"):
+            folder = os.path.join(folder, kwargs["subfolder"])
+        files = pickle_only_checkpoint(folder)
+        if files:
+            raise UnsafeCheckpointError(_pickle_refusal(os.fspath(folder), files))
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, use_safetensors=True, **kwargs)
+        except UnsafeCheckpointError:
+            raise
+        except OSError as err:
+            # a Hub repository (or a folder without weights): say why safetensors are required
+            if "safetensors" in str(err) and (folder is None or not os.path.isdir(folder)):
+                raise UnsafeCheckpointError(
+                    f"{err} tac-ecg-hf loads safetensors only by default; if {pretrained_model_name_or_path} has only "
+                    "a pickle checkpoint (pytorch_model.bin), convert it to safetensors, or pass "
+                    "use_safetensors=False explicitly if you trust it."
+                ) from err
+            raise
+
+
 class ConvBnAct1d(nn.Module):
     """Conv1d -> BatchNorm1d -> activation. Serial LRC-Adapters are inserted right after ``bn``."""
 
@@ -90,7 +156,7 @@ class AdaptivePool1d(nn.Module):
         return torch.cat([avg, x.amax(dim=-1)], dim=-1)
 
 
-class ECGPreTrainedModel(PreTrainedModel):
+class ECGPreTrainedModel(SafetensorsOnlyMixin, PreTrainedModel):
     config_class = ECGEncoderConfig
     base_model_prefix = "encoder"
     main_input_name = "input_values"
