@@ -96,7 +96,8 @@ def _cmd_predict(args) -> int:
                 record.signal,
                 record.sampling_rate,
                 list(record.lead_names),
-                title=f"{record.record_id} - {args.task}",
+                title=f"{record.record_id} - {args.task}"
+                + (f"  (reference: {', '.join(prediction.reference)})" if prediction.reference else ""),
                 prediction=dict(zip(prediction.labels, map(float, prediction.probabilities))),
                 decision=prediction.decision,
                 path=tmp,
