@@ -70,6 +70,9 @@ def _write_plot_atomically(figure_writer, path: str) -> None:
 
 
 def _cmd_predict(args) -> int:
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
     from .data import read_record
     from .inference import ECGTaskClassifier
 
@@ -176,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="decision threshold for multi-label tasks")
     p.add_argument("--plot", default=None, help="write a PNG of the leads with the prediction")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--threads", type=int, default=1,
+        help="torch CPU threads (default 1: one record is small, and extra threads only wait on busy cores)",
+    )
     p.add_argument(
         "--allow-pickle", action="store_true",
         help="also load pickle checkpoints (pytorch_model.bin / adapter_model.bin); only for files you trust",

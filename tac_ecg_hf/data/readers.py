@@ -1055,6 +1055,20 @@ def ptbxl_split(strat_fold: int) -> str:
     raise ECGInputError(f"PTB-XL strat_fold must be in 1..10, got {strat_fold!r}.")
 
 
+def _ptbxl_fold(value, record_id: str) -> int:
+    """``strat_fold`` as an int 1..10, or an ECGFileError naming the record."""
+    try:
+        fold = int(float(value))
+    except (TypeError, ValueError):
+        fold = None
+    if fold is None or not 1 <= fold <= 10 or float(value) != fold:
+        raise ECGFileError(
+            f"PTB-XL record {record_id}: strat_fold is {value!r}; ptbxl_database.csv must give each record an integer "
+            "fold 1..10 (8 training folds, 9 validation, 10 test)."
+        )
+    return fold
+
+
 def load_ptbxl_metadata(root: str | os.PathLike):
     """Load ``ptbxl_database.csv`` (indexed by ``ecg_id``) and ``scp_statements.csv`` (indexed by code).
 
@@ -1225,7 +1239,7 @@ def read_ptbxl(
     for ecg_id in ids:
         if wanted_ids is not None and ecg_id not in wanted_ids:
             continue
-        if fold_set is not None and int(folds_col.at[ecg_id]) not in fold_set:
+        if fold_set is not None and _ptbxl_fold(folds_col.at[ecg_id], str(ecg_id)) not in fold_set:
             continue
         selected.append(ecg_id)
 
@@ -1238,11 +1252,12 @@ def read_ptbxl(
         labels = ptbxl_superclass_labels(codes, class_map)
         if require_labels and not labels:
             return None
+        fold = _ptbxl_fold(row["strat_fold"], rid)
         meta = {
             "ecg_id": int(ecg_id),
             "patient_id": None if _isnan(row.get("patient_id")) else int(row["patient_id"]),
-            "strat_fold": int(row["strat_fold"]),
-            "split": ptbxl_split(int(row["strat_fold"])),
+            "strat_fold": fold,
+            "split": ptbxl_split(fold),
             "scp_codes": codes,
             "report": _clean_text(row.get("report")),
             "age": None if _isnan(row.get("age")) else float(row["age"]),
