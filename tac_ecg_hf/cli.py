@@ -79,7 +79,8 @@ def _cmd_predict(args) -> int:
     leads = args.leads.split(",") if args.leads else None
     _check_output_path(args.plot, args.record)
     # read (and so validate) the record before the slower model load; it is read once and only read
-    record = read_record(args.record, lead_names=leads, sampling_rate=args.fs)
+    extra = {"gain": args.gain} if args.gain is not None else {}
+    record = read_record(args.record, lead_names=leads, sampling_rate=args.fs, **extra)
     clf = ECGTaskClassifier.from_pretrained(
         args.model, tasks=[args.task], revision=args.revision, allow_pickle=args.allow_pickle
     )
@@ -176,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
     p.add_argument("--fs", type=float, default=None, help="sampling rate in Hz (needed for .npy/.csv without sidecar)")
     p.add_argument("--leads", default=None, help="comma-separated lead names of the file's rows/columns")
+    p.add_argument("--gain", type=float, default=None, help="ADC units per mV for integer .mat/.npy/.csv files without a header")
     p.add_argument("--threshold", type=float, default=0.5, help="decision threshold for multi-label tasks")
     p.add_argument("--plot", default=None, help="write a PNG of the leads with the prediction")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -127,3 +127,40 @@ def test_readme_main_command_classifies_a_real_record(data_root, tmp_path, capsy
     out = capsys.readouterr().out
     assert "decision" in out and "RBBB" in out
     assert plot.is_file() and plot.stat().st_size > 10_000
+
+
+def test_predict_same_record_in_every_file_format(data_root, tmp_path, capsys):
+    """One real CPSC2018 record as WFDB .hea/.mat, WFDB .hea/.dat, bare .mat, .npy and CSV: `tac-ecg predict`
+    gives the same probabilities for all of them."""
+    import scipy.io
+    import wfdb
+
+    from tac_ecg_hf.cli import main
+    from tac_ecg_hf.data import read_record
+
+    src = Path(data_root) / "cpsc2018" / "A0002.hea"
+    record = read_record(src)
+    signal = record.signal.astype(np.float64)  # (12, T) in mV
+    leads = list(record.lead_names)
+    fs = int(record.sampling_rate)
+    wfdb.wrsamp("rec", fs=fs, units=["mV"] * 12, sig_name=leads, p_signal=signal.T, fmt=["16"] * 12,
+                adc_gain=[1000.0] * 12, baseline=[0] * 12, write_dir=str(tmp_path))
+    scipy.io.savemat(tmp_path / "bare.mat", {"val": np.round(signal * 1000).astype(np.int16)})
+    np.save(tmp_path / "rec.npy", signal.astype(np.float32))
+    (tmp_path / "rec.csv").write_text(
+        ",".join(leads) + "\n" + "\n".join(",".join(f"{v:.4f}" for v in row) for row in signal.T) + "\n"
+    )
+    cases = {
+        "wfdb-mat": [str(src)],
+        "wfdb-dat": [str(tmp_path / "rec.hea")],
+        "bare-mat": [str(tmp_path / "bare.mat"), "--fs", str(fs), "--gain", "1000"],
+        "npy": [str(tmp_path / "rec.npy"), "--fs", str(fs)],
+        "csv": [str(tmp_path / "rec.csv"), "--fs", str(fs)],
+    }
+    probs = {}
+    for name, args in cases.items():
+        assert main(["predict", *args, "--task", "cpsc2018", "--model", "tac-ecg/resnet-cetp", "--json"]) == 0, name
+        out = capsys.readouterr().out
+        probs[name] = np.array(list(json.loads(out[out.index("{"):])["probabilities"].values()))
+    for name, p in probs.items():
+        np.testing.assert_allclose(p, probs["wfdb-mat"], atol=2e-3, err_msg=name)
