@@ -456,9 +456,11 @@ def test_killed_trainer_resumes_with_the_same_result(tmp_path):
     resumed.train(resume_from_checkpoint=True)
     state = adapter_state(resumed)
     assert state.keys() == expected_state.keys() and len(state) > 0
+    # Same result up to float summation order: multi-threaded CPU conv backward may sum in another order in another
+    # process (seen in CI: a 1-ulp difference), so compare at float32 precision rather than bit for bit.
     for key in state:
-        torch.testing.assert_close(state[key], expected_state[key], rtol=0, atol=0, msg=key)
-    assert losses(resumed) == expected_losses  # steps 1-3 from the checkpoint's log, 4-8 recomputed
+        torch.testing.assert_close(state[key], expected_state[key], rtol=1e-5, atol=1e-7, msg=key)
+    assert losses(resumed) == pytest.approx(expected_losses, rel=1e-6)  # steps 1-3 from the checkpoint's log
     # the frozen encoder did not move (base BatchNorm statistics stay frozen in eval mode)
     from peft import get_peft_model
 
