@@ -16,12 +16,6 @@ from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
 
 from .configuration_ecg_base import ECGEncoderConfig
 
-if not os.environ.get("TAC_ECG_KEEP_DENORMALS"):
-    # Trained encoders in eval mode produce subnormal activations; x86 CPUs handle those in microcode, which made
-    # inference with the bundled xresnet1d101 about 50x slower (6 s instead of 0.1 s for two 10 s windows).
-    # Flushing them to zero changes results by less than 1e-37. TAC_ECG_KEEP_DENORMALS=1 opts out.
-    torch.set_flush_denormal(True)
-
 
 @dataclass
 class ECGEncoderOutput(ModelOutput):
