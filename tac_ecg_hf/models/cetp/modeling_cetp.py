@@ -197,6 +197,14 @@ class CETPModel(CETPPreTrainedModel):
         """Cosine similarity (scaled by the learnt temperature) of each ECG with each class's prompt embedding
         (the mean of its prompts' normalised embeddings), shape (batch, num_classes). Softmax over classes for
         single-label tasks; use the raw scores for ranking metrics such as AUC."""
+        was_training = self.training
+        self.eval()  # BatchNorm statistics and dropout must not change or randomise a zero-shot prediction
+        try:
+            return self._zero_shot_scores(input_values, class_prompts, tokenizer)
+        finally:
+            self.train(was_training)
+
+    def _zero_shot_scores(self, input_values, class_prompts, tokenizer) -> torch.Tensor:
         prompts = list(class_prompts.values()) if isinstance(class_prompts, dict) else list(class_prompts)
         class_embeds = []
         for class_texts in prompts:
