@@ -164,3 +164,13 @@ def test_predict_same_record_in_every_file_format(data_root, tmp_path, capsys):
         probs[name] = np.array(list(json.loads(out[out.index("{"):])["probabilities"].values()))
     for name, p in probs.items():
         np.testing.assert_allclose(p, probs["wfdb-mat"], atol=2e-3, err_msg=name)
+
+
+def test_bundled_remote_code_matches_the_package():
+    """The .py files in a bundled repo (for trust_remote_code) are verbatim copies of the package's encoder files."""
+    encoders = REPO / "tac_ecg_hf" / "models" / "encoders"
+    for repo_id in BUNDLED:
+        copies = sorted(bundled_path(repo_id).glob("*.py"))
+        assert copies, repo_id
+        for copy in copies:
+            assert copy.read_text() == (encoders / copy.name).read_text(), f"{repo_id}/{copy.name} is stale"
