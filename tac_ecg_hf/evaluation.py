@@ -17,7 +17,7 @@ TASK_DATA_SUBDIRS = {"ptbxl-super": "ptbxl", "cpsc2018": "cpsc2018", "cinc2017":
 def load_task_dataset(task: str, data_root: str | os.PathLike, cache_dir: str | os.PathLike | None = None, **config):
     """A ``DatasetDict`` (train/validation/test) for ``task`` from a data root laid out like ``../shared/data``
     (``ptbxl/`` with ``ptbxl_database.csv`` and WFDB records or an ``.npz`` array file, ``cpsc2018/``, ``cinc2017/``,
-    ``chapman/``)."""
+    ``chapman/``). The PTB-XL reader finds a lone ``.npz`` itself when there are no WFDB records."""
     from .data import load_ecg_dataset
 
     task = get_task(task).name
@@ -25,10 +25,6 @@ def load_task_dataset(task: str, data_root: str | os.PathLike, cache_dir: str | 
     data_dir = root / TASK_DATA_SUBDIRS[task]
     if not data_dir.is_dir():
         data_dir = root  # the root is the dataset directory itself
-    if task == "ptbxl-super" and "array_file" not in config:
-        arrays = sorted(data_dir.glob("*.npz"))
-        if arrays and not (data_dir / "records100").is_dir():
-            config["array_file"] = str(arrays[0])
     return load_ecg_dataset(task, data_dir=str(data_dir), cache_dir=str(cache_dir) if cache_dir else None, **config)
 
 
