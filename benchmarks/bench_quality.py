@@ -318,7 +318,7 @@ def _worker_init(threads: int) -> None:
 def run_one(spec: dict) -> dict:
     """One fine-tuning run (task, method, seed) -> its record. Runs in the main process or in a pool worker; Trainer's
     printed logs go to ``spec["log_file"]`` (or the main trainer log)."""
-    from tac_ecg_hf.training import finetune
+    from tac_ecg_hf.training import default_learning_rate, finetune
 
     task, method, seed = spec["task"], spec["method"], spec["seed"]
     dataset = _task_dataset(task, spec["data_root"], spec["ds_config"])
@@ -350,7 +350,7 @@ def run_one(spec: dict) -> dict:
     record = result.to_dict()
     record["wall_seconds"] = time.perf_counter() - t0
     record["epochs"] = spec["epochs"]
-    record["learning_rate"] = spec["lr"] if spec["lr"] is not None else ({"full": 1e-3, "scratch": 1e-3}.get(method, 3e-3))
+    record["learning_rate"] = spec["lr"] if spec["lr"] is not None else default_learning_rate(method)
     record["torch_threads"] = __import__("torch").get_num_threads()
     if spec.get("keep_scores"):
         record["test_scores"] = result.test_scores

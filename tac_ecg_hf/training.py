@@ -163,6 +163,12 @@ def build_classifier(
 # fine-tuning
 
 
+def default_learning_rate(method: str) -> float:
+    """Learning rate ``finetune`` uses when none is given: 1e-3 when every weight trains (full, scratch),
+    3e-3 for the small trained parts (adapters, LoRA, linear probe)."""
+    return 1e-3 if method in ("full", "scratch") else 3e-3
+
+
 @dataclass
 class FinetuneResult:
     task: str
@@ -242,7 +248,7 @@ def finetune(
     model = build_classifier(base, task, method, encoder=encoder, rank=rank, encoder_overrides=encoder_overrides)
     trainable, total = count_parameters(model)
     if learning_rate is None:
-        learning_rate = {"full": 1e-3, "scratch": 1e-3}.get(method, 3e-3)
+        learning_rate = default_learning_rate(method)
     args = training_arguments(
         output_dir,
         seed=seed,
