@@ -154,15 +154,10 @@ class ECGTaskClassifier:
     def preprocessor(self, task: str):
         from .data.preprocessing import ECGPreprocessor
 
-        config = self.model.base_model.model.config
-        settings = dict(self.adapter_config(task).preprocessing or {})
-        settings.setdefault("target_leads", tuple(config.lead_names))
-        settings.setdefault("sampling_rate", config.sampling_rate)
-        settings.setdefault("num_samples", config.num_samples)
-        spec = TASKS.get(task)
-        if spec is not None and len(spec.source_leads) < len(config.lead_names):
-            settings.setdefault("fill_missing_leads", True)
-        return ECGPreprocessor.from_dict(settings)
+        from .training import task_preprocessing
+
+        defaults = task_preprocessing(task, self.model.base_model.model.config)
+        return ECGPreprocessor.from_dict({**defaults, **(self.adapter_config(task).preprocessing or {})})
 
     @torch.no_grad()
     def predict(

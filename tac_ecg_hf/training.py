@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .tasks import TaskSpec, get_task
+from .tasks import TASKS, TaskSpec, get_task
 
 METHODS = ("lrc", "lrc-parallel", "lora", "linear", "full", "scratch")
 
@@ -484,7 +484,7 @@ def save_finetuned(model, result: FinetuneResult, output_dir: str | os.PathLike,
         for name, config in model.peft_config.items():
             if isinstance(config, LRCConfig):
                 config.metrics = record
-                config.preprocessing = config.preprocessing or _task_preprocessing(result.task, model)
+                config.preprocessing = config.preprocessing or task_preprocessing(result.task, model.base_model.model.config)
         atomic_save_pretrained(model, out / "adapters")
         target = out / "adapters" / (result.task if result.task in model.peft_config else "")
     else:
@@ -494,12 +494,13 @@ def save_finetuned(model, result: FinetuneResult, output_dir: str | os.PathLike,
     return target
 
 
-def _task_preprocessing(task: str, model) -> dict:
-    spec = get_task(task)
-    config = model.base_model.model.config if hasattr(model, "base_model") else model.config
+def task_preprocessing(task: str, encoder_config) -> dict:
+    """``ECGPreprocessor`` settings for ``task`` on an encoder: its leads, rate and window; leads the task's source
+    lacks (one-lead CinC2017) are zero-filled. Stored in each adapter's config; also the loaders' fallback."""
+    spec = TASKS.get(task)
     return {
-        "target_leads": list(config.lead_names),
-        "sampling_rate": config.sampling_rate,
-        "num_samples": config.num_samples,
-        "fill_missing_leads": len(spec.source_leads) < len(config.lead_names),
+        "target_leads": list(encoder_config.lead_names),
+        "sampling_rate": encoder_config.sampling_rate,
+        "num_samples": encoder_config.num_samples,
+        "fill_missing_leads": spec is not None and len(spec.source_leads) < len(encoder_config.lead_names),
     }
