@@ -1,20 +1,25 @@
-"""Classify ECG records with a pre-trained encoder and its per-task LRC-Adapters.
+"""Classify ECG records with a pre-trained encoder and its per-task LRC-Adapters: the package's Python API.
 
     >>> from tac_ecg_hf.inference import ECGTaskClassifier
     >>> clf = ECGTaskClassifier.from_pretrained("tac-ecg/xresnet1d101-cetp")
-    >>> clf.predict("A0001.hea", task="cpsc2018").probabilities
+    >>> clf.predict("A0001.hea", task="cpsc2018").decision
 
-A model repository (bundled in the package, a local directory, or on the Hub) holds the encoder
-(``config.json`` + ``model.safetensors``) and one adapter per task under ``adapters/<task>/``.
+A model repository (bundled in the package, a local folder, the Hub cache or the Hub) is laid out the way PEFT publishes
+it: the encoder and its ``preprocessor_config.json`` at the root, each task adapter in a subfolder named by its task
+(``cpsc2018/adapter_config.json`` + ``adapter_model.safetensors``, and a ``preprocessor_config.json`` where the task reads
+its input differently, e.g. lead I only). The feature extractor saved with the model is the only definition of
+preprocessing; long records are streamed through the model in bounded batches of windows whose probabilities are
+averaged.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import math
 import os
-import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -29,13 +34,14 @@ MODEL_ALIASES = {
     "resnet1d": "tac-ecg/resnet-cetp",
     "resnet": "tac-ecg/resnet-cetp",
 }
-ADAPTERS_DIR = "adapters"
+#: the dual encoder (zero-shot) lives in this subfolder of a model repository
+CETP_SUBFOLDER = "cetp"
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
 
 def resolve_model(repo_id: str | os.PathLike, revision: str | None = None) -> Path:
-    """Local directory, else the checkpoint bundled with the package (when no revision is asked for and
-    ``TAC_ECG_PREFER_HUB`` is unset), else the Hub or its cache; a bundled copy also stands in when the Hub is
-    unreachable. Errors are ``HubAccessError`` with a message saying what to do."""
+    """Local folder of a model repository: a local directory, the checkpoint bundled with the package (no revision asked
+    for and ``TAC_ECG_PREFER_HUB`` unset), else the Hub or its cache (see :func:`tac_ecg_hf.hub.resolve_repo`)."""
     from .hub import resolve_repo
 
     repo_id = MODEL_ALIASES.get(str(repo_id), str(repo_id))
@@ -44,23 +50,56 @@ def resolve_model(repo_id: str | os.PathLike, revision: str | None = None) -> Pa
 
 
 def available_tasks(model_path: str | os.PathLike) -> list[str]:
-    root = Path(model_path) / ADAPTERS_DIR
+    """Task adapters of a local model folder: its direct subfolders holding an ``adapter_config.json``."""
+    root = Path(model_path)
     if not root.is_dir():
         return []
-    # hidden folders are never tasks (e.g. a temporary folder of an interrupted atomic save)
-    return sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and (p / "adapter_config.json").is_file())
+    # hidden folders are never tasks (e.g. the temporary folder of an interrupted atomic save)
+    return sorted(
+        p.name for p in root.iterdir() if not p.name.startswith(".") and (p / "adapter_config.json").is_file()
+    )
+
+
+def load_feature_extractor(model_path: str | os.PathLike, task: str | None = None):
+    """The feature extractor of a model folder, or of one of its tasks (its own ``preprocessor_config.json`` when it has
+    one, else the model's)."""
+    from .models.encoders.feature_extraction_ecg import ECGFeatureExtractor
+
+    root = Path(model_path)
+    for folder in ([root / task] if task else []) + [root]:
+        if (folder / "preprocessor_config.json").is_file():
+            return ECGFeatureExtractor.from_pretrained(folder)
+    raise FileNotFoundError(
+        f"{root} has no preprocessor_config.json: the feature extractor (sampling rate, leads, band-pass, window) must be "
+        "saved with the model. Save one with ECGFeatureExtractor(...).save_pretrained(folder)."
+    )
 
 
 def reference_labels(record) -> list[str]:
     """Labels stored with a record: the reader's, else a WFDB header's ``#Dx:`` comment."""
-    if record.labels:
+    if getattr(record, "labels", None):
         return list(record.labels)
-    dx = (record.meta or {}).get("header_info", {}).get("Dx", "")
+    dx = (getattr(record, "meta", None) or {}).get("header_info", {}).get("Dx", "")
     return [d.strip() for d in str(dx).split(",") if d.strip()]
+
+
+def check_threshold(threshold: Any) -> float:
+    """A decision threshold must be a number in [0, 1] (NaN, negative or above-one values are refused)."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)) or not 0 <= threshold <= 1:
+        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}.")
+    return float(threshold)
 
 
 @dataclass
 class Prediction:
+    """One record's prediction for one task.
+
+    ``probabilities`` are the window-averaged class probabilities; ``decision`` the labels decided: for multi-label
+    tasks those at or above their threshold (the adapter's calibrated per-class ``thresholds`` unless one is given),
+    for single-label tasks the most probable class. ``notes`` say what the preprocessing did that a reader should know
+    (padding, resampling, leads ignored or derived) and when a decision fell back to the most probable class.
+    """
+
     task: str
     labels: list[str]
     probabilities: np.ndarray
@@ -69,6 +108,8 @@ class Prediction:
     record_id: str = ""
     num_windows: int = 1
     reference: list[str] = field(default_factory=list)
+    thresholds: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -76,8 +117,10 @@ class Prediction:
             "task": self.task,
             "probabilities": {label: round(float(p), 4) for label, p in zip(self.labels, self.probabilities)},
             "decision": self.decision,
+            "thresholds": {label: round(float(t), 4) for label, t in zip(self.labels, self.thresholds)} or None,
             "windows": self.num_windows,
             "reference": self.reference,
+            "notes": self.notes,
         }
 
     def format(self) -> str:
@@ -88,20 +131,38 @@ class Prediction:
             mark = "*" if label in self.decision else " "
             bar = "#" * int(round(float(p) * 30))
             lines.append(f" {mark} {label:<{width}}  {p:6.3f}  {bar:<30} {description.get(label, '')}")
-        kind = "labels above threshold" if self.multi_label else "most probable class"
+        kind = "labels at or above their threshold" if self.multi_label else "most probable class"
         lines.append(f"decision ({kind}): {', '.join(self.decision) if self.decision else 'none'}")
         if self.reference:
             lines.append(f"reference labels in the file: {', '.join(self.reference)}")
         return "\n".join(lines)
 
 
+def decide(
+    task: str, labels: Sequence[str], probs: np.ndarray, multi_label: bool, thresholds: Sequence[float]
+) -> tuple[list[str], list[str]]:
+    """The decided labels and a note when the decision fell back to the most probable class: a multi-label task whose
+    classes cover every record (``TaskSpec.exhaustive``, e.g. cpsc2018) never returns an empty decision."""
+    if not multi_label:
+        return [labels[int(np.argmax(probs))]], []
+    decision = [label for label, p, t in zip(labels, probs, thresholds) if p >= t]
+    spec = TASKS.get(task)
+    if not decision and spec is not None and spec.exhaustive:
+        best = labels[int(np.argmax(probs))]
+        return [best], [f"no class reached its threshold; decided the most probable class {best} (every {task} record has one)"]
+    return decision, []
+
+
 class ECGTaskClassifier:
     """A frozen encoder with one LRC-Adapter per task; ``predict(record, task)`` switches adapters by name."""
 
-    def __init__(self, model, model_path: Path, tasks: list[str]):
+    def __init__(self, model, model_path: str | os.PathLike, tasks: list[str], feature_extractors: dict | None = None):
         self.model = model.eval()
         self.model_path = Path(model_path)
-        self.tasks = tasks
+        self.tasks = list(tasks)
+        self._feature_extractors = dict(feature_extractors or {})
+        self.dtype = torch.float32
+        self._forward = self.model
 
     @classmethod
     def from_pretrained(
@@ -117,14 +178,13 @@ class ECGTaskClassifier:
         (``adapter_model.bin``) raises :class:`~tac_ecg_hf.safety.UnsafeCheckpointError` unless ``allow_pickle=True``.
         """
         from transformers import AutoModelForSequenceClassification
+        from transformers.utils import logging as hf_logging
 
         from .safety import check_adapter_files, check_model_files, load_peft_adapter
 
         path = resolve_model(model, revision=revision)
         found = available_tasks(path)
-        if isinstance(tasks, str):
-            tasks = [tasks]
-        tasks = list(tasks) if tasks else found
+        tasks = [tasks] if isinstance(tasks, str) else list(tasks or found)
         missing = [t for t in tasks if t not in found]
         if missing or not tasks:
             raise ValueError(
@@ -133,9 +193,8 @@ class ECGTaskClassifier:
             )
         use_safetensors = check_model_files(path, allow_pickle=allow_pickle)
         for task in tasks:  # refuse before loading anything
-            check_adapter_files(path / ADAPTERS_DIR / task, allow_pickle=allow_pickle)
-        from transformers.utils import logging as hf_logging
-
+            check_adapter_files(path / task, allow_pickle=allow_pickle)
+        extractors = {task: load_feature_extractor(path, task) for task in tasks}
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the encoder checkpoint has no head: the task heads come with the adapters
         try:
@@ -145,80 +204,195 @@ class ECGTaskClassifier:
             hf_logging.set_verbosity(verbosity)
         peft_model = base
         for task in tasks:
-            peft_model = load_peft_adapter(peft_model, path / ADAPTERS_DIR / task, task, allow_pickle=allow_pickle)
-        return cls(peft_model, path, tasks)
+            peft_model = load_peft_adapter(peft_model, path / task, task, allow_pickle=allow_pickle)
+        return cls(peft_model, path, tasks, extractors)
 
+    # -- settings ----------------------------------------------------------------------------------------------------
     def adapter_config(self, task: str):
         return self.model.peft_config[task]
 
-    def preprocessor(self, task: str):
-        from .data.preprocessing import ECGPreprocessor
+    def feature_extractor(self, task: str):
+        """The feature extractor ``task`` reads its input with."""
+        self._check_task(task)
+        return self._feature_extractors[task]
 
-        from .training import task_preprocessing
+    def thresholds(self, task: str) -> list[float]:
+        """Per-class decision thresholds stored with the adapter (calibrated on held-out data), else 0.5 each."""
+        config = self.adapter_config(task)
+        stored = getattr(config, "thresholds", None)
+        return [float(t) for t in stored] if stored else [0.5] * len(config.labels)
 
-        defaults = task_preprocessing(task, self.model.base_model.model.config)
-        return ECGPreprocessor.from_dict({**defaults, **(self.adapter_config(task).preprocessing or {})})
+    def set_precision(self, dtype: str | torch.dtype = "fp32", compile: bool = False) -> "ECGTaskClassifier":
+        """Run the model in ``"fp32"`` or ``"bf16"`` (CPU autocast: the AVX-512 BF16/AMX units), optionally through
+        ``torch.compile`` (30-50 s of compilation per shape, so it pays for bulk runs only)."""
+        self.dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+        if self.dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"dtype must be fp32 or bf16, got {dtype!r}.")
+        self._forward = torch.compile(self.model, dynamic=False) if compile else self.model
+        return self
 
-    @torch.no_grad()
-    def predict(
-        self,
-        record,
-        task: str,
-        sampling_rate: float | None = None,
-        lead_names: list[str] | None = None,
-        threshold: float = 0.5,
-        window_stride: int | None = None,
-    ) -> Prediction:
-        """Classify one record: an ``ECGRecord``, a file path (WFDB .hea, .mat, .npy, .csv) or an array
-        (leads, samples) with ``sampling_rate`` and ``lead_names``. Long records are cut into windows of the
-        encoder's length and the probabilities averaged."""
-        from .data import ECGRecord, read_record
-
+    def _check_task(self, task: str) -> None:
         if task not in self.tasks:
             raise ValueError(f"No adapter for task {task!r}; this model has {self.tasks}.")
-        if isinstance(record, (str, os.PathLike)):
-            record = read_record(record, lead_names=lead_names, sampling_rate=sampling_rate)
-        elif isinstance(record, np.ndarray):
-            if sampling_rate is None or lead_names is None:
-                raise ValueError("An array record needs sampling_rate=... and lead_names=[...] (one name per row).")
-            record = ECGRecord(
-                signal=np.asarray(record, dtype=np.float32),
-                sampling_rate=float(sampling_rate),
-                lead_names=tuple(lead_names),
-                record_id="<array>",
-            )
-        spec = TASKS.get(task)
-        if len(record.lead_names) == 1 and spec is not None and len(spec.source_leads) == 1:
-            from .data.preprocessing import canonical_lead_name
 
-            name = canonical_lead_name(record.lead_names[0], single_lead=True)
-            if name != record.lead_names[0]:
-                warnings.warn(
-                    f"record {record.record_id}: single lead {record.lead_names[0]!r} read as lead {name} for task {task}",
-                    UserWarning,
-                    stacklevel=2,
-                )
-                record = dataclasses.replace(record, lead_names=(name,))
-        preprocessor = self.preprocessor(task)
-        windows = preprocessor.windows(record, stride=window_stride)
-        batch = torch.from_numpy(windows)
+    # -- prediction --------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def logits(self, input_values: np.ndarray | torch.Tensor, task: str) -> torch.Tensor:
+        """Float32 logits of a batch of windows ``(n, leads, samples)`` for ``task``."""
+        self._check_task(task)
         self.model.set_adapter(task)
-        logits = self.model(input_values=batch).logits
+        x = torch.as_tensor(input_values, dtype=torch.float32)
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self.dtype == torch.bfloat16 else nullcontext()
+        with autocast:
+            return self._forward(input_values=x).logits.float()
+
+    def probabilities(self, logits: torch.Tensor, task: str) -> np.ndarray:
+        multi = self.adapter_config(task).problem_type == "multi_label_classification"
+        return (torch.sigmoid(logits) if multi else torch.softmax(logits, -1)).numpy()
+
+    def predict(
+        self,
+        record: Any,
+        task: str,
+        sampling_rate: float | None = None,
+        lead_names: Sequence[str] | None = None,
+        threshold: float | None = None,
+        window_stride: int | None = None,
+        batch_size: int = 64,
+    ) -> Prediction:
+        """Classify one record: an ``ECGRecord``, a file path (WFDB .hea, .mat, .npy, .csv) or a ``(leads, samples)``
+        array, tensor or nested list with ``sampling_rate`` and ``lead_names``. Long records are cut into windows of
+        the encoder's length, streamed through the model ``batch_size`` windows at a time, and their probabilities
+        averaged. ``threshold`` (in [0, 1]) overrides the adapter's calibrated per-class thresholds."""
+        self._check_task(task)
+        if threshold is not None:
+            check_threshold(threshold)
+        record = as_record(record, sampling_rate=sampling_rate, lead_names=lead_names)
+        fe = self.feature_extractor(task)
+        prepared = fe.prepare(record)
+        total, count = None, 0
+        for windows in fe.iter_windows(prepared, batch_size=batch_size, stride=window_stride):
+            probs = self.probabilities(self.logits(windows, task), task)
+            total = probs.sum(0) if total is None else total + probs.sum(0)
+            count += len(probs)
+        notes = list(prepared.notes)
+        pad = fe.padding_note(prepared)
+        if pad:
+            notes.append(pad)
+        return self._prediction(task, record, total / count, count, threshold, notes)
+
+    def predict_batch(
+        self,
+        records: Iterable[Any],
+        task: str,
+        threshold: float | None = None,
+        batch_size: int = 64,
+        window_stride: int | None = None,
+    ) -> list[Prediction]:
+        """Classify many records, packing the windows of several records into each forward pass of ``batch_size``."""
+        self._check_task(task)
+        if threshold is not None:
+            check_threshold(threshold)
+        fe = self.feature_extractor(task)
+        records = [as_record(r) for r in records]
+        prepared = [fe.prepare(r) for r in records]
+        batches = WindowPacker(batch_size)
+        sums: list[np.ndarray | None] = [None] * len(records)
+        counts = [0] * len(records)
+
+        def run(windows, owners):
+            probs = self.probabilities(self.logits(windows, task), task)
+            for i in np.unique(owners):
+                chunk = probs[owners == i].sum(0)
+                sums[i] = chunk if sums[i] is None else sums[i] + chunk
+                counts[i] += int((owners == i).sum())
+
+        for i, p in enumerate(prepared):
+            for windows in fe.iter_windows(p, batch_size=batch_size, stride=window_stride):
+                for full in batches.add(windows, i):
+                    run(*full)
+        for rest in batches.flush():
+            run(*rest)
+        out = []
+        for i, (record, p) in enumerate(zip(records, prepared)):
+            notes = list(p.notes) + ([fe.padding_note(p)] if fe.padding_note(p) else [])
+            out.append(self._prediction(task, record, sums[i] / counts[i], counts[i], threshold, notes))
+        return out
+
+    def _prediction(self, task, record, probs, num_windows, threshold, notes) -> Prediction:
         config = self.adapter_config(task)
         multi_label = config.problem_type == "multi_label_classification"
-        probs = (torch.sigmoid(logits) if multi_label else torch.softmax(logits, -1)).mean(0).numpy()
         labels = list(config.labels)
-        if multi_label:
-            decision = [label for label, p in zip(labels, probs) if p >= threshold]
-        else:
-            decision = [labels[int(np.argmax(probs))]]
+        thresholds = [threshold] * len(labels) if threshold is not None else self.thresholds(task)
+        decision, fallback = decide(task, labels, probs, multi_label, thresholds)
         return Prediction(
             task=task,
             labels=labels,
-            probabilities=probs,
+            probabilities=np.asarray(probs, dtype=np.float64),
             decision=decision,
             multi_label=multi_label,
-            record_id=record.record_id,
-            num_windows=len(windows),
+            record_id=getattr(record, "record_id", ""),
+            num_windows=num_windows,
             reference=reference_labels(record),
+            thresholds=thresholds if multi_label else [],
+            notes=notes + fallback,
         )
+
+
+class WindowPacker:
+    """Packs windows of several records into batches of exactly ``batch_size`` (the last one smaller), remembering
+    which record each window came from."""
+
+    def __init__(self, batch_size: int):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        self.batch_size = batch_size
+        self._windows: list[np.ndarray] = []
+        self._owners: list[np.ndarray] = []
+        self._n = 0
+
+    def add(self, windows: np.ndarray, owner: int):
+        self._windows.append(windows)
+        self._owners.append(np.full(len(windows), owner, dtype=np.int64))
+        self._n += len(windows)
+        while self._n >= self.batch_size:
+            yield self._take(self.batch_size)
+
+    def flush(self):
+        if self._n:
+            yield self._take(self._n)
+
+    def _take(self, n: int):
+        windows, owners = np.concatenate(self._windows), np.concatenate(self._owners)
+        self._windows, self._owners = [windows[n:]], [owners[n:]]
+        self._n = len(windows) - n
+        return windows[:n], owners[:n]
+
+
+def as_record(record: Any, sampling_rate: float | None = None, lead_names: Sequence[str] | None = None):
+    """An ``ECGRecord`` from a record, a file path, or a ``(leads, samples)`` array / tensor / nested list."""
+    from .data import ECGRecord, read_record
+
+    if isinstance(record, ECGRecord):
+        if sampling_rate is not None or lead_names is not None:
+            raise ValueError("sampling_rate/lead_names come with an ECGRecord; do not pass them.")
+        return record
+    if isinstance(record, (str, os.PathLike)):
+        return read_record(record, lead_names=lead_names, sampling_rate=sampling_rate)
+    if isinstance(record, torch.Tensor):
+        record = record.detach().cpu().numpy()
+    if isinstance(record, (list, tuple)):
+        try:
+            record = np.asarray(record, dtype=np.float32)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"A list record must be a numeric (leads, samples) nested list: {err}") from None
+    if isinstance(record, np.ndarray):
+        if sampling_rate is None or lead_names is None:
+            raise ValueError("An array record needs sampling_rate=... and lead_names=[...] (one name per row).")
+        if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, float)) or not math.isfinite(sampling_rate):
+            raise ValueError(f"sampling_rate must be a number of Hz, got {sampling_rate!r}.")
+        return ECGRecord(signal=record, sampling_rate=float(sampling_rate), lead_names=tuple(lead_names), record_id="<array>")
+    raise TypeError(
+        f"Cannot classify a {type(record).__name__}: pass an ECGRecord, a file path, or a (leads, samples) numpy array, "
+        "torch tensor or nested list with sampling_rate= and lead_names=."
+    )

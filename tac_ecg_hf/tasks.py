@@ -25,6 +25,9 @@ class TaskSpec:
     source_leads: tuple[str, ...] = STANDARD_LEADS
     source_sampling_rate: int = 500
     label_descriptions: dict = field(default_factory=dict)
+    #: multi-label tasks whose classes cover every record (each record has at least one): a prediction then never
+    #: decides nothing, it falls back to the most probable class
+    exhaustive: bool = False
 
     @property
     def num_labels(self) -> int:
@@ -50,6 +53,7 @@ TASKS: dict[str, TaskSpec] = {
         problem_type="multi_label_classification",
         description="PTB-XL diagnostic superclasses (multi-label)",
         source_sampling_rate=100,
+        exhaustive=True,
         label_descriptions={
             "NORM": "normal ECG",
             "MI": "myocardial infarction",
@@ -64,6 +68,7 @@ TASKS: dict[str, TaskSpec] = {
         problem_type="multi_label_classification",
         description="CPSC2018 nine rhythm/morphology classes (multi-label: some records carry two)",
         source_sampling_rate=500,
+        exhaustive=True,
         label_descriptions={
             "Normal": "normal sinus rhythm",
             "AF": "atrial fibrillation",
