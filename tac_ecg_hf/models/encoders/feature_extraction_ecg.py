@@ -419,8 +419,8 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
 
         # one lead at a time keeps the float64 temporaries to one lead's length
         out = np.stack([resample_poly(row.astype(np.float64), up, down).astype(np.float32) for row in signal])
-        exact = Fraction(self.sampling_rate) / Fraction(fs) == ratio
-        notes.append(f"resampled from {fs:g} Hz to {self.sampling_rate} Hz" + ("" if exact else " (approximately)"))
+        if Fraction(self.sampling_rate) / Fraction(fs) != ratio:  # resampling itself is routine; an inexact ratio is not
+            notes.append(f"resampled from {fs:g} Hz to {self.sampling_rate} Hz approximately (ratio {up}/{down})")
         return out
 
     def _band_pass(self, signal: np.ndarray, fs: float) -> np.ndarray:
