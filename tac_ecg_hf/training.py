@@ -1,8 +1,17 @@
-"""Training utilities shared by the example scripts, the benchmarks and the bundled-checkpoint recipes.
+"""Training recipes behind the example scripts, the benchmarks and the bundled checkpoints, all through ``Trainer``.
 
-Everything runs through ``transformers.Trainer`` (and so Accelerate): CETP pre-training and per-task fine-tuning
-with the LRC-Adapter (serial or parallel) or the baselines (full fine-tuning, linear probe, PEFT LoRA, training
-from scratch).
+The example scripts are Trainer scripts in the transformers-examples style: ``HfArgumentParser`` over
+``TrainingArguments`` and the argument dataclasses below, so every Trainer flag works (``--max_steps``,
+``--save_steps``, ``--resume_from_checkpoint``, ``--push_to_hub``, ``--report_to``, ``--bf16``, ...). One feature
+extractor serves the dataset transform, ``Trainer(processing_class=...)`` (so every checkpoint carries it) and
+inference, as in transformers' audio-classification example.
+
+* :func:`run_finetune`: task adaptation with the LRC-Adapter (serial or parallel) or a baseline (PEFT LoRA, linear
+  probe, full fine-tuning, training from scratch); the run folder is a model repository (encoder + preprocessor at the
+  root, the task adapter in ``<task>/``) that ``ECGTaskClassifier``, ``tac-ecg predict --model`` and ``tac-ecg push``
+  take as it is.
+* :func:`run_pretrain_cetp`: CETP pre-training on ECG-text pairs; writes the encoder at the root and the dual encoder
+  in ``cetp/``.
 """
 
 from __future__ import annotations
@@ -10,6 +19,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,28 +33,273 @@ from torch import nn
 from .tasks import TASKS, TaskSpec, get_task
 
 METHODS = ("lrc", "lrc-parallel", "lora", "linear", "full", "scratch")
+ADAPTER_METHODS = ("lrc", "lrc-parallel", "lora")
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# parameters and frozen BatchNorm
+# arguments
 
 
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return trainable, total
+@dataclass
+class ModelArguments:
+    """Which model to adapt, and how."""
+
+    base_model: str | None = field(
+        default=None, metadata={"help": "Pre-trained encoder: a run folder, a bundled id or a Hub id (not for --method scratch)."}
+    )
+    method: str = field(default="lrc", metadata={"help": f"One of {', '.join(METHODS)}."})
+    encoder: str = field(default="xresnet1d101", metadata={"help": "Encoder preset for --method scratch."})
+    encoder_overrides: str = field(default="{}", metadata={"help": "JSON dict of encoder config overrides (scratch)."})
+    rank: int = field(default=8, metadata={"help": "Adapter rank (LRC and LoRA)."})
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}.")
+        if self.method != "scratch" and not self.base_model:
+            raise ValueError(f"--method {self.method} needs --base_model (a pre-trained encoder).")
+
+
+@dataclass
+class DataArguments:
+    """Which data to train on."""
+
+    task: str = field(default="ptbxl-super", metadata={"help": f"One of {', '.join(TASKS)}."})
+    data_dir: str = field(default="../shared/data", metadata={"help": "Data root laid out like ../shared/data."})
+    sources: str | None = field(default=None, metadata={"help": "Comma-separated databases (default: every one with the task's labels)."})
+    max_records: int | None = field(default=None, metadata={"help": "At most this many records per database and split (quick runs)."})
+    label_fraction: float = field(default=1.0, metadata={"help": "Train on this stratified fraction of the training labels."})
+    cv_folds: int | None = field(default=None, metadata={"help": "k of a k-fold cross-validation (test fold --cv_fold, validation the one before)."})
+    cv_fold: int = field(default=0, metadata={"help": "Test fold of --cv_folds (0-based; PTB-XL uses strat_fold: fold k+1)."})
+    augment: bool = field(default=False, metadata={"help": "Random crops (2.5-10 s), lead masking/subsets, scaling, noise."})
+    cache_dir: str | None = field(default=None, metadata={"help": "datasets cache directory."})
+
+    def __post_init__(self):
+        get_task(self.task)
+        if not 0 < self.label_fraction <= 1:
+            raise ValueError(f"--label_fraction must be in (0, 1], got {self.label_fraction}.")
+        if self.cv_folds is not None and not (3 <= self.cv_folds <= 20 and 0 <= self.cv_fold < self.cv_folds):
+            raise ValueError(f"--cv_folds must be 3-20 and --cv_fold in [0, cv_folds), got {self.cv_folds}/{self.cv_fold}.")
+
+    @property
+    def source_list(self) -> list[str] | None:
+        return [s.strip() for s in self.sources.split(",") if s.strip()] if self.sources else None
+
+
+@dataclass
+class CETPArguments:
+    """The CETP dual encoder."""
+
+    encoder: str = field(default="xresnet1d101", metadata={"help": "Encoder preset (xresnet1d101, resnet1d18-small, ...)."})
+    encoder_overrides: str = field(default="{}", metadata={"help": "JSON dict of encoder config overrides."})
+    text_model: str | None = field(default=None, metadata={"help": "Text tower id or path (default: all-MiniLM-L6-v2, offline)."})
+    text_source: str = field(default="both", metadata={"help": "PTB-XL text: report, scp (English statements) or both."})
+    text_trainable_layers: int = field(default=0, metadata={"help": "Top text layers to train (-1: all; 0: frozen, cached)."})
+    projection_dim: int = field(default=256, metadata={"help": "Width of the shared embedding space."})
+
+
+def default_learning_rate(method: str) -> float:
+    """1e-3 when every weight trains (full, scratch), 3e-3 for the small trained parts (adapters, LoRA, linear probe)."""
+    return 1e-3 if method in ("full", "scratch") else 3e-3
+
+
+def parse_args(dataclass_types, argv=None, defaults: dict | None = None):
+    """``HfArgumentParser`` over ``dataclass_types`` + ``TrainingArguments``, with the package's CPU-friendly defaults
+    for flags the user did not give (no reporting integrations, evaluation and saving every epoch, best model kept)."""
+    from transformers import HfArgumentParser, TrainingArguments
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    given = {a.split("=")[0].lstrip("-") for a in argv if a.startswith("--")}
+    extra = []
+    for key, value in {
+        "report_to": "none", "eval_strategy": "epoch", "save_strategy": "epoch", "save_total_limit": "2",
+        "logging_steps": "10", "remove_unused_columns": "False", "lr_scheduler_type": "cosine", "weight_decay": "0.01",
+        "per_device_eval_batch_size": "128", "dataloader_num_workers": "0", **(defaults or {}),
+    }.items():
+        if key not in given:
+            extra += [f"--{key}", value]
+    parser = HfArgumentParser((*dataclass_types, TrainingArguments))
+    return parser.parse_args_into_dataclasses(args=argv + extra)
+
+
+def command_line(script: str, argv=None) -> str:
+    return " ".join(["python", script, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# feature extractors and data
+
+
+def task_feature_extractor(task: str, base_extractor):
+    """The feature extractor a task reads its input with: the encoder's, restricted to the task's leads (a single-lead
+    task reads lead I of the 12-lead encoder; the other leads stay zero, as the adapter is trained)."""
+    from .models.encoders.feature_extraction_ecg import ECGFeatureExtractor
+
+    spec = get_task(task)
+    settings = {k: v for k, v in base_extractor.to_dict().items() if k != "feature_extractor_type"}
+    if tuple(spec.source_leads) != tuple(settings["lead_names"]):
+        settings["input_leads"] = list(spec.source_leads)
+    return ECGFeatureExtractor(**settings)
+
+
+def load_base_extractor(base_model: str | None):
+    """The feature extractor saved with an encoder (default for training from scratch: 12 leads, 100 Hz, 10 s,
+    0.5-40 Hz, like the PTB-XL training arrays)."""
+    from .models.encoders.feature_extraction_ecg import ECGFeatureExtractor
+
+    if base_model is None:
+        return ECGFeatureExtractor()
+    from .inference import load_feature_extractor, resolve_model
+
+    return load_feature_extractor(resolve_model(base_model))
+
+
+def stratify_key(example_labels: Any) -> str:
+    """A stratification key: the class id, or the multi-hot pattern."""
+    if isinstance(example_labels, (list, tuple, np.ndarray)):
+        return "".join("1" if v > 0.5 else "0" for v in example_labels)
+    return str(int(example_labels))
+
+
+def kfold_assignment(keys: list[str], k: int, seed: int = 0) -> np.ndarray:
+    """Stratified fold ids 0..k-1 (scikit-learn's ``StratifiedKFold``; rare multi-label patterns are pooled so that
+    every stratum has at least k members)."""
+    from collections import Counter
+
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = Counter(keys)
+    pooled = [key if counts[key] >= k else "rare" for key in keys]
+    if Counter(pooled)["rare"] and Counter(pooled)["rare"] < k:
+        pooled = [key if key != "rare" else max(counts, key=counts.get) for key in pooled]
+    folds = np.zeros(len(keys), dtype=np.int64)
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    for fold, (_, test) in enumerate(splitter.split(np.zeros(len(keys)), pooled)):
+        folds[test] = fold
+    return folds
+
+
+def cross_validation_split(dataset, k: int, fold: int, seed: int = 0):
+    """Re-split a ``DatasetDict`` for fold ``fold`` of a k-fold CV: test fold ``fold``, validation fold ``fold-1``,
+    training the rest. PTB-XL records keep their official ``strat_fold`` (k must be 10: test fold ``fold+1``, validation
+    the one before, the TAC-ECG protocol); the other records are split by stratified k-fold over all their splits."""
+    import datasets as hf_datasets
+
+    pool = hf_datasets.concatenate_datasets([dataset[s] for s in dataset])
+    databases = pool["database"]
+    strat = np.asarray(pool["fold"])
+    others = [i for i, d in enumerate(databases) if strat[i] < 1]
+    fold_of = np.full(len(pool), -1)
+    if any(strat >= 1):
+        if k != 10:
+            raise ValueError("PTB-XL's official protocol has 10 folds (strat_fold); use --cv_folds 10.")
+        fold_of[strat >= 1] = strat[strat >= 1] - 1
+    if others:
+        labels = pool.select(others)["labels"]
+        fold_of[others] = kfold_assignment([stratify_key(y) for y in labels], k, seed)
+    validation = (fold - 1) % k
+    index = {
+        "train": np.flatnonzero((fold_of != fold) & (fold_of != validation)),
+        "validation": np.flatnonzero(fold_of == validation),
+        "test": np.flatnonzero(fold_of == fold),
+    }
+    return hf_datasets.DatasetDict({s: pool.select(i.tolist()) for s, i in index.items()})
+
+
+def subsample(dataset, fraction: float, seed: int = 0):
+    """A stratified ``fraction`` of a split (label-efficiency runs); at least one record per stratum."""
+    if fraction >= 1:
+        return dataset
+    rng = np.random.default_rng(seed)
+    keys = [stratify_key(y) for y in dataset["labels"]]
+    chosen = []
+    for key in sorted(set(keys)):
+        members = [i for i, k in enumerate(keys) if k == key]
+        n = max(1, int(round(fraction * len(members))))
+        chosen += rng.choice(members, size=n, replace=False).tolist()
+    return dataset.select(sorted(chosen))
+
+
+def task_datasets(data_args: DataArguments, feature_extractor, seed: int = 0):
+    """The task's ``DatasetDict`` (every source, one label space), re-split for CV and subsampled as asked, with the
+    feature extractor's transforms set (random crops and augmentation for training, the centre window otherwise)."""
+    from .data.augment import ECGAugment
+    from .data.builders import ECGTransform, load_task_dataset
+
+    dataset = load_task_dataset(
+        data_args.task, data_args.data_dir, sources=data_args.source_list, feature_extractor=feature_extractor,
+        cache_dir=data_args.cache_dir, max_records=data_args.max_records,
+    )
+    if data_args.cv_folds:
+        dataset = cross_validation_split(dataset, data_args.cv_folds, data_args.cv_fold, seed=seed)
+    dataset["train"] = subsample(dataset["train"], data_args.label_fraction, seed=seed)
+    augment = ECGAugment() if data_args.augment else None
+    dataset["train"].set_transform(ECGTransform(feature_extractor, train=True, augment=augment, seed=seed))
+    for split in ("validation", "test"):
+        dataset[split].set_transform(ECGTransform(feature_extractor, train=False))
+    return dataset
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# models
+
+
+def build_classifier(
+    base: str | os.PathLike | None,
+    task: TaskSpec | str,
+    method: str,
+    encoder: str = "xresnet1d101",
+    rank: int = 8,
+    encoder_overrides: dict | None = None,
+    adapter_name: str | None = None,
+) -> nn.Module:
+    """A model ready to fine-tune on ``task`` with ``method`` (see ``METHODS``): ``base`` is a pre-trained encoder
+    (a folder, bundled id or Hub id); ``scratch`` builds a randomly initialised ``encoder`` preset instead."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    from .adapters.lrc import LRCConfig
+    from .models.encoders import create_encoder_config
+
+    task = get_task(task) if isinstance(task, str) else task
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    label_kwargs = dict(num_labels=task.num_labels, id2label=task.id2label, label2id=task.label2id, problem_type=task.problem_type)
+    if method == "scratch":
+        config = create_encoder_config(encoder, **(encoder_overrides or {}), **label_kwargs)
+        return AutoModelForSequenceClassification.from_config(config)
+    if base is None:
+        raise ValueError(f"method {method!r} needs a pre-trained encoder checkpoint (base=...).")
+    from .inference import resolve_model
+
+    path = resolve_model(base)
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32, use_safetensors=True, **label_kwargs)
+    model.config._name_or_path = str(base)
+    if method == "full":
+        return model
+    if method == "linear":
+        for name, param in model.named_parameters():
+            param.requires_grad = name.startswith("head.")
+        freeze_batchnorm_statistics(model)
+        return model
+    if method == "lora":
+        conv_names = [
+            name for name, m in model.named_modules() if isinstance(m, nn.Conv1d) and m.kernel_size[0] > 1 and m.dilation[0] == 1
+        ]
+        lora = LoraConfig(r=rank, lora_alpha=rank, target_modules=conv_names, modules_to_save=["head"])
+        peft_model = get_peft_model(model, lora, adapter_name=adapter_name or task.name)
+        freeze_batchnorm_statistics(peft_model)
+        return peft_model
+    variant = "serial" if method == "lrc" else "parallel"
+    lrc = LRCConfig.for_task(task.name, variant=variant, r=rank)
+    lrc.base_model_name_or_path = str(base)
+    return get_peft_model(model, lrc, adapter_name=adapter_name or task.name)
 
 
 def freeze_batchnorm_statistics(model: nn.Module) -> None:
-    """Keep every BatchNorm whose affine parameters are frozen in eval mode during training.
-
-    ``Trainer`` calls ``model.train()`` before every step, which would make frozen BatchNorm layers update their
-    running statistics (the frozen encoder would drift). A forward pre-hook puts them back in eval mode each time.
-    """
+    """Keep every BatchNorm whose affine parameters are frozen in eval mode while ``Trainer`` trains (it calls
+    ``model.train()`` before every step): a forward pre-hook puts them back in eval mode."""
     frozen = [
-        m
-        for m in model.modules()
+        m for m in model.modules()
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters(recurse=False))
     ]
     if not frozen:
@@ -60,113 +316,13 @@ def freeze_batchnorm_statistics(model: nn.Module) -> None:
     model._tac_ecg_bn_hook = model.register_forward_pre_hook(_hook)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# collators
-
-
-class CETPCollator:
-    """Stacks ECGs and tokenises their report texts for CETP. With ``text_cache`` (report text -> pooled text
-    state, from a frozen text tower) it passes ``text_pooled`` instead of tokens."""
-
-    def __init__(self, tokenizer, max_length: int = 128, text_cache: dict[str, torch.Tensor] | None = None):
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-        self.text_cache = text_cache
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        ecg = torch.stack([torch.as_tensor(np.asarray(f["input_values"]), dtype=torch.float32) for f in features])
-        if self.text_cache is not None:
-            return {"input_values": ecg, "text_pooled": torch.stack([self.text_cache[str(f["text"])] for f in features])}
-        tokens = self.tokenizer(
-            [f["text"] for f in features], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
-        batch = {"input_values": ecg, "input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
-        return batch
-
-
-class ECGClassificationCollator:
-    """Stacks ``input_values`` and labels (float multi-hot for multi-label, long ids for single-label)."""
-
-    def __init__(self, task: TaskSpec | str):
-        self.task = get_task(task) if isinstance(task, str) else task
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        ecg = torch.stack([torch.as_tensor(np.asarray(f["input_values"]), dtype=torch.float32) for f in features])
-        labels = [f["labels"] for f in features]
-        if self.task.multi_label:
-            labels = torch.as_tensor(np.asarray(labels, dtype=np.float32))
-        else:
-            labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-        return {"input_values": ecg, "labels": labels}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# model preparation per method
-
-
-def build_classifier(
-    base: str | os.PathLike | None,
-    task: TaskSpec | str,
-    method: str,
-    encoder: str = "xresnet1d101",
-    rank: int = 8,
-    encoder_overrides: dict | None = None,
-    adapter_name: str | None = None,
-) -> nn.Module:
-    """A model ready to fine-tune on ``task`` with ``method`` (see ``METHODS``).
-
-    ``base`` is a pre-trained encoder checkpoint (a CETP-trained encoder, a directory or Hub id); ``scratch``
-    ignores it and builds a randomly initialised ``encoder`` preset.
-    """
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    from .adapters.lrc import LRCConfig
-    from .models.encoders import create_encoder_config
-
-    task = get_task(task) if isinstance(task, str) else task
-    if method not in METHODS:
-        raise ValueError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
-    label_kwargs = dict(
-        num_labels=task.num_labels, id2label=task.id2label, label2id=task.label2id, problem_type=task.problem_type
-    )
-    if method == "scratch" or base is None:
-        if method != "scratch":
-            raise ValueError(f"method {method!r} needs a pre-trained encoder checkpoint (base=...).")
-        config = create_encoder_config(encoder, **(encoder_overrides or {}), **label_kwargs)
-        return AutoModelForSequenceClassification.from_config(config)
-
-    config = AutoConfig.from_pretrained(base, **label_kwargs)
-    model = AutoModelForSequenceClassification.from_pretrained(base, config=config, dtype=torch.float32)
-    if method == "full":
-        return model
-    if method == "linear":
-        for name, param in model.named_parameters():
-            param.requires_grad = name.startswith("head.")
-        freeze_batchnorm_statistics(model)
-        return model
-    if method == "lora":
-        conv_names = [
-            name for name, m in model.named_modules() if isinstance(m, nn.Conv1d) and m.kernel_size[0] > 1 and m.dilation[0] == 1
-        ]
-        lora = LoraConfig(r=rank, lora_alpha=rank, target_modules=conv_names, modules_to_save=["head"])
-        peft_model = get_peft_model(model, lora, adapter_name=adapter_name or "default")
-        freeze_batchnorm_statistics(peft_model)
-        return peft_model
-    variant = "serial" if method == "lrc" else "parallel"
-    lrc = LRCConfig.for_task(task.name, variant=variant, r=rank)
-    lrc.base_model_name_or_path = str(base)
-    return get_peft_model(model, lrc, adapter_name=adapter_name or task.name)
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters())
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # fine-tuning
-
-
-def default_learning_rate(method: str) -> float:
-    """Learning rate ``finetune`` uses when none is given: 1e-3 when every weight trains (full, scratch),
-    3e-3 for the small trained parts (adapters, LoRA, linear probe)."""
-    return 1e-3 if method in ("full", "scratch") else 3e-3
 
 
 @dataclass
@@ -180,187 +336,178 @@ class FinetuneResult:
     val_metrics: dict
     train_seconds: float
     train_samples_per_second: float
-    test_scores: list = field(default_factory=list, repr=False)
-    test_references: list = field(default_factory=list, repr=False)
+    thresholds: list | None = None
+    output_dir: str = ""
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        data.pop("test_scores")
-        data.pop("test_references")
-        return data
+        return asdict(self)
 
 
-def training_arguments(output_dir: str | os.PathLike, **overrides):
-    """``TrainingArguments`` with CPU-friendly defaults (no reporting integrations, safetensors only)."""
-    from transformers import TrainingArguments
+def resume_checkpoint(training_args) -> str | None:
+    """The checkpoint to resume from, as transformers' example scripts choose it: ``--resume_from_checkpoint`` (a
+    path, or ``True`` for the newest in ``--output_dir``), else the newest complete one of an existing output folder.
+    A checkpoint folder a killed run left without ``trainer_state.json`` (Trainer writes it last) is skipped."""
+    from transformers.trainer_utils import get_last_checkpoint
 
-    defaults = dict(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=64,
-        per_device_eval_batch_size=128,
-        learning_rate=1e-3,
-        num_train_epochs=10,
-        weight_decay=1e-2,
-        warmup_steps=0,
-        lr_scheduler_type="cosine",
-        logging_steps=10,
-        eval_strategy="epoch",
-        save_strategy="no",
-        report_to=[],
-        dataloader_num_workers=0,
-        remove_unused_columns=False,
-        disable_tqdm=False,
-        seed=0,
-        use_cpu=not torch.cuda.is_available(),
-    )
-    defaults.update(overrides)
-    return TrainingArguments(**defaults)
+    requested = training_args.resume_from_checkpoint
+    if requested not in (None, "", "True", "true", True):
+        return str(requested)
+    out = Path(training_args.output_dir)
+    if not out.is_dir():
+        return None
+    while True:
+        last = get_last_checkpoint(str(out))
+        if last is None or (Path(last) / "trainer_state.json").is_file():
+            return last
+        os.replace(last, out / f"incomplete-{Path(last).name}")  # get_last_checkpoint would pick it again
 
 
-def finetune(
-    dataset,
-    task: TaskSpec | str,
-    method: str,
-    base: str | os.PathLike | None,
-    output_dir: str | os.PathLike,
-    seed: int = 0,
-    epochs: float = 10,
-    learning_rate: float | None = None,
-    batch_size: int = 64,
-    rank: int = 8,
-    encoder: str = "xresnet1d101",
-    encoder_overrides: dict | None = None,
-    save: bool = True,
-    resume: bool = False,
-    **training_overrides,
-) -> tuple[nn.Module, FinetuneResult]:
-    """Fine-tune ``method`` on ``dataset`` (a ``DatasetDict`` with train/validation/test) and evaluate on test.
+def run_finetune(model_args: ModelArguments, data_args: DataArguments, training_args, command: str | None = None) -> FinetuneResult:
+    """Train one task adapter (or baseline), calibrate its thresholds, evaluate it through the public predict path,
+    and save the run folder as a model repository."""
+    from transformers import Trainer, default_data_collator, set_seed
 
-    With ``resume=True`` (and checkpoints from ``save_strategy="steps"``/``"epoch"`` in ``output_dir``) training
-    continues from the last *complete* checkpoint (see :func:`last_complete_checkpoint`) with the result the
-    uninterrupted run would have had."""
-    from transformers import Trainer, set_seed
-
+    from .evaluation import calibrate_thresholds, evaluate_model
     from .metrics import compute_metrics_for_trainer
 
-    task = get_task(task) if isinstance(task, str) else task
-    set_seed(seed)
-    model = build_classifier(base, task, method, encoder=encoder, rank=rank, encoder_overrides=encoder_overrides)
-    trainable, total = count_parameters(model)
-    if learning_rate is None:
-        learning_rate = default_learning_rate(method)
-    args = training_arguments(
-        output_dir,
-        seed=seed,
-        num_train_epochs=epochs,
-        learning_rate=learning_rate,
-        per_device_train_batch_size=batch_size,
-        **training_overrides,
+    set_seed(training_args.seed)
+    task = get_task(data_args.task)
+    fe = task_feature_extractor(task.name, load_base_extractor(model_args.base_model))
+    dataset = task_datasets(data_args, fe, seed=training_args.seed)
+    model = build_classifier(
+        model_args.base_model, task, model_args.method, encoder=model_args.encoder, rank=model_args.rank,
+        encoder_overrides=json.loads(model_args.encoder_overrides),
     )
-    columns = ["input_values", "labels"]
-    train = dataset["train"].with_format("numpy", columns=columns)
-    val = dataset["validation"].with_format("numpy", columns=columns)
-    test = dataset["test"].with_format("numpy", columns=columns)
+    trainable, total = count_parameters(model)
+    if training_args.learning_rate == 5e-5:  # TrainingArguments' default: the method's own default instead
+        training_args.learning_rate = default_learning_rate(model_args.method)
     trainer = Trainer(
         model=model,
-        args=args,
-        train_dataset=train,
-        eval_dataset=val,
-        data_collator=ECGClassificationCollator(task),
+        args=training_args,
+        train_dataset=dataset["train"],
+        eval_dataset=dataset["validation"] if len(dataset["validation"]) else None,
+        processing_class=fe,
+        data_collator=default_data_collator,
         compute_metrics=compute_metrics_for_trainer(task.name),
     )
     start = time.perf_counter()
-    checkpoint = last_complete_checkpoint(output_dir, quarantine=True) if resume else None
-    train_output = trainer.train(resume_from_checkpoint=checkpoint)
+    train_output = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
     seconds = time.perf_counter() - start
-    val_metrics = trainer.evaluate(val, metric_key_prefix="val")
-    prediction = trainer.predict(test, metric_key_prefix="test")
-    test_metrics = {k: float(v) for k, v in prediction.metrics.items() if isinstance(v, (int, float))}
     result = FinetuneResult(
-        task=task.name,
-        method=method,
-        seed=seed,
-        trainable_params=trainable,
-        total_params=total,
-        test_metrics=test_metrics,
-        val_metrics={k: float(v) for k, v in val_metrics.items() if isinstance(v, (int, float))},
-        train_seconds=seconds,
+        task=task.name, method=model_args.method, seed=training_args.seed, trainable_params=trainable,
+        total_params=total, test_metrics={}, val_metrics={}, train_seconds=seconds,
         train_samples_per_second=float(train_output.metrics.get("train_samples_per_second", math.nan)),
-        test_scores=np.asarray(prediction.predictions).tolist(),
-        test_references=np.asarray(prediction.label_ids).tolist(),
+        output_dir=str(training_args.output_dir),
     )
-    if save and trainer.is_world_process_zero():
-        out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
-    return model, result
+    if not trainer.is_world_process_zero():
+        return result
+    out = Path(training_args.output_dir)
+    save_run(trainer.model, fe, task.name, model_args, out)
+    records = {split: dataset[split].select_columns(["database", "record_id"]).to_list() for split in ("validation", "test")}
+    if task.multi_label and records["validation"]:
+        result.thresholds = calibrate_thresholds(out, task.name, data_args.data_dir, records["validation"])
+        set_thresholds(out, task.name, result.thresholds)
+    if records["validation"]:
+        result.val_metrics = evaluate_model(out, task.name, data_args.data_dir, records["validation"])
+    if records["test"]:
+        result.test_metrics = evaluate_model(out, task.name, data_args.data_dir, records["test"])
+    write_run_metadata(out, result, data_args, model_args, command)
+    return result
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# resuming interrupted runs
+def save_run(model, feature_extractor, task: str, model_args: ModelArguments, out: Path) -> None:
+    """The run folder as a model repository. Adapter methods: the frozen encoder's files copied unchanged from the base
+    model, its feature extractor at the root, and the task adapter in ``<task>/`` (PEFT's layout for a named adapter)
+    with its own ``preprocessor_config.json`` when the task reads other leads. Full/linear/scratch: the whole
+    classifier and the feature extractor at the root."""
+    import shutil
 
-_WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "adapter_model.bin")
+    from peft import PeftModel
+
+    from .inference import resolve_model
+    from .safety import atomic_save_pretrained
+
+    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, PeftModel):
+        base = resolve_model(model_args.base_model)
+        for path in base.iterdir():
+            if path.is_file() and (path.name == "config.json" or path.name.startswith("model.safetensors")):
+                shutil.copy2(path, out / path.name)
+        model.save_pretrained(out)  # <out>/<task>/adapter_config.json + adapter_model.safetensors
+        root_fe = load_base_extractor(model_args.base_model)
+        root_fe.save_pretrained(out)
+        if feature_extractor.to_dict() != root_fe.to_dict():
+            feature_extractor.save_pretrained(out / task)
+        return
+    atomic_save_pretrained(model, out / ".model-tmp")
+    for name in os.listdir(out / ".model-tmp"):
+        os.replace(out / ".model-tmp" / name, out / name)
+    os.rmdir(out / ".model-tmp")
+    feature_extractor.save_pretrained(out)
 
 
-def checkpoint_is_complete(folder: str | os.PathLike) -> bool:
-    """Whether a ``Trainer`` checkpoint folder was written to the end: ``Trainer`` writes the weights, then the
-    optimizer, scheduler and RNG states, and ``trainer_state.json`` last; a run killed while saving leaves a folder
-    without a readable ``trainer_state.json`` (or without weights)."""
-    folder = Path(folder)
-    try:
-        state = json.loads((folder / "trainer_state.json").read_text())
-    except (OSError, ValueError):
-        return False
-    if not isinstance(state, dict) or "global_step" not in state:
-        return False
-    return any(p.name in _WEIGHT_FILES for p in folder.rglob("*") if p.is_file())
+def set_thresholds(out: Path, task: str, thresholds: list[float]) -> None:
+    """Store calibrated per-class thresholds in the task adapter's ``adapter_config.json``."""
+    path = out / task / "adapter_config.json"
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text())
+    config["thresholds"] = [round(float(t), 6) for t in thresholds]
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def last_complete_checkpoint(output_dir: str | os.PathLike, quarantine: bool = False) -> str | None:
-    """The newest complete ``checkpoint-<step>`` folder in ``output_dir`` (None if there is none).
+def write_run_metadata(out: Path, result: FinetuneResult, data_args, model_args, command: str | None) -> None:
+    """``result.json`` (everything) and the metrics in the adapter config, for model cards (no NaN: ``null``)."""
+    from .jsonutil import dump_json
 
-    ``Trainer.train(resume_from_checkpoint=True)`` takes the newest folder even when a kill interrupted its
-    writing. Pass this function's result instead, or call it with ``quarantine=True`` first: incomplete checkpoint
-    folders are then renamed ``incomplete-checkpoint-<step>`` so that ``resume_from_checkpoint=True`` skips them.
-    """
-    import re
-
-    out = Path(output_dir)
-    if not out.is_dir():
-        return None
-    found = []
-    for entry in out.iterdir():
-        match = re.fullmatch(r"checkpoint-(\d+)", entry.name)
-        if match and entry.is_dir():
-            found.append((int(match.group(1)), entry))
-    best = None
-    for step, entry in sorted(found, reverse=True):
-        if checkpoint_is_complete(entry):
-            best = best or entry
-            if not quarantine:
-                break
-        elif quarantine and best is None:
-            target = out / f"incomplete-{entry.name}"
-            if target.exists():
-                target = out / f"incomplete-{entry.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-            entry.rename(target)
-    return str(best) if best is not None else None
+    record = {
+        "task": result.task, "method": result.method, "seed": result.seed, "base_model": model_args.base_model,
+        "sources": data_args.source_list, "command": command, "trainable_params": result.trainable_params,
+        "total_params": result.total_params, "thresholds": result.thresholds,
+        "test": result.test_metrics, "validation": result.val_metrics,
+        "train_seconds": result.train_seconds, "label_fraction": data_args.label_fraction,
+        "cv": {"folds": data_args.cv_folds, "fold": data_args.cv_fold} if data_args.cv_folds else None,
+    }
+    dump_json(record, out / "result.json")
+    path = out / result.task / "adapter_config.json"
+    if path.is_file():
+        config = json.loads(path.read_text())
+        config["metrics"] = {k: v for k, v in record.items() if k not in ("thresholds",)}
+        dump_json(config, path)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # CETP pre-training
 
 
+class CETPCollator:
+    """Stacks the ECG windows and tokenises their texts for CETP. With ``text_cache`` (text -> pooled text state, from a
+    frozen text tower) it passes ``text_pooled`` instead of tokens."""
+
+    def __init__(self, tokenizer, max_length: int = 128, text_cache: dict[str, torch.Tensor] | None = None):
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.text_cache = text_cache
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        ecg = torch.stack([torch.as_tensor(np.asarray(f["input_values"]), dtype=torch.float32) for f in features])
+        if self.text_cache is not None:
+            return {"input_values": ecg, "text_pooled": torch.stack([self.text_cache[str(f["text"])] for f in features])}
+        tokens = self.tokenizer(
+            [f["text"] for f in features], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        return {"input_values": ecg, "input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
+
+
 def freeze_text_tower(model, trainable_layers: int) -> None:
     """Freeze the text tower except its top ``trainable_layers`` transformer layers (-1: train all)."""
     if trainable_layers < 0:
         return
-    text = model.text_model
-    for param in text.parameters():
+    for param in model.text_model.parameters():
         param.requires_grad = False
     layers = None
     for attr in ("encoder.layer", "encoder.layers", "layers", "transformer.layer"):
-        obj = text
+        obj = model.text_model
         try:
             for part in attr.split("."):
                 obj = getattr(obj, part)
@@ -382,125 +529,74 @@ def encode_text_cache(model, tokenizer, texts: list[str], batch_size: int = 128)
     was_training = model.text_model.training
     model.text_model.eval()
     cache: dict[str, torch.Tensor] = {}
-    for start in tqdm(range(0, len(texts), batch_size), desc="encoding report texts", unit="batch"):
+    for start in tqdm(range(0, len(texts), batch_size), desc="encoding texts", unit="batch"):
         chunk = texts[start : start + batch_size]
         tok = tokenizer(chunk, padding=True, truncation=True, max_length=model.config.max_text_length, return_tensors="pt")
-        pooled = model.pool_text(tok["input_ids"], tok["attention_mask"])
-        cache.update(zip(chunk, pooled))
+        cache.update(zip(chunk, model.pool_text(tok["input_ids"], tok["attention_mask"])))
     model.text_model.train(was_training)
     return cache
 
 
-def pretrain_cetp(
-    pairs,
-    output_dir: str | os.PathLike,
-    encoder: str | nn.Module = "xresnet1d101",
-    text_model: str | None = None,
-    encoder_overrides: dict | None = None,
-    projection_dim: int = 256,
-    text_trainable_layers: int = 0,
-    epochs: float = 20,
-    batch_size: int = 64,
-    learning_rate: float = 1e-3,
-    seed: int = 0,
-    save: bool = True,
-    **training_overrides,
-):
-    """CETP pre-training on a ``DatasetDict`` of (``input_values``, ``text``) pairs with train/validation splits.
-
-    Saves the full CETP model to ``output_dir/cetp`` and the ECG encoder alone to ``output_dir/encoder``
-    (what downstream adapters load). Returns ``(model, metrics)``.
-    """
+def run_pretrain_cetp(cetp_args: CETPArguments, data_args: DataArguments, training_args, command: str | None = None):
+    """CETP on the ECG-text pairs of every CETP source (training splits only for training, validation for model
+    selection, never a test record), with augmentation when ``--augment``. Writes the ECG encoder and its feature
+    extractor at the output folder's root and the dual encoder in ``cetp/``. Returns ``(model, metrics)``."""
     from transformers import AutoTokenizer, Trainer, set_seed
 
-    from .models.cetp import CETPModel, default_text_model_path
+    from .data.augment import ECGAugment
+    from .data.builders import ECGTransform, load_cetp_pairs
+    from .inference import CETP_SUBFOLDER
+    from .jsonutil import dump_json
+    from .models.cetp import DEFAULT_TEXT_MODEL_ID, CETPModel
     from .models.encoders import ENCODER_FAMILIES, create_encoder_config
+    from .models.encoders.feature_extraction_ecg import ECGFeatureExtractor
+    from .safety import atomic_save_pretrained
 
-    set_seed(seed)
-    text_model = text_model or default_text_model_path()
-    if isinstance(encoder, str):
-        config = create_encoder_config(encoder, **(encoder_overrides or {}))
-        encoder = ENCODER_FAMILIES[config.model_type][1](config)
-    model = CETPModel.from_ecg_text_pretrained(encoder, text_model, projection_dim=projection_dim)
-    freeze_text_tower(model, text_trainable_layers)
-    tokenizer = AutoTokenizer.from_pretrained(text_model)
-    args = training_arguments(
-        output_dir,
-        seed=seed,
-        num_train_epochs=epochs,
-        learning_rate=learning_rate,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size,
-        label_names=[],
-        **training_overrides,
+    set_seed(training_args.seed)
+    config = create_encoder_config(cetp_args.encoder, **json.loads(cetp_args.encoder_overrides))
+    fe = ECGFeatureExtractor(lead_names=config.lead_names, sampling_rate=config.sampling_rate, num_samples=config.num_samples)
+    pairs = load_cetp_pairs(
+        data_args.data_dir, sources=data_args.source_list, text_source=cetp_args.text_source, feature_extractor=fe,
+        cache_dir=data_args.cache_dir, max_records=data_args.max_records,
     )
-    train = pairs["train"].with_format("numpy", columns=["input_values", "text"])
-    val = pairs["validation"].with_format("numpy", columns=["input_values", "text"]) if "validation" in pairs else None
+    pairs.pop("test")  # never seen in pre-training
+    text_model = cetp_args.text_model or DEFAULT_TEXT_MODEL_ID
+    model = CETPModel.from_ecg_text_pretrained(
+        ENCODER_FAMILIES[config.model_type][1](config), text_model, projection_dim=cetp_args.projection_dim
+    )
+    freeze_text_tower(model, cetp_args.text_trainable_layers)
+    tokenizer = AutoTokenizer.from_pretrained(model.text_model_path())
     text_cache = None
-    if text_trainable_layers == 0:
-        texts = sorted({str(t) for split in pairs.values() for t in split["text"]})
-        text_cache = encode_text_cache(model, tokenizer, texts)
+    if cetp_args.text_trainable_layers == 0:
+        text_cache = encode_text_cache(model, tokenizer, sorted({t for split in pairs.values() for t in split["text"]}))
+    pairs["train"].set_transform(
+        ECGTransform(fe, train=True, augment=ECGAugment() if data_args.augment else None, seed=training_args.seed, keep=("text",))
+    )
+    pairs["validation"].set_transform(ECGTransform(fe, train=False, keep=("text",)))
+    training_args.label_names = []
     trainer = Trainer(
         model=model,
-        args=args,
-        train_dataset=train,
-        eval_dataset=val,
+        args=training_args,
+        train_dataset=pairs["train"],
+        eval_dataset=pairs["validation"] if len(pairs["validation"]) else None,
+        processing_class=fe,
         data_collator=CETPCollator(tokenizer, max_length=model.config.max_text_length, text_cache=text_cache),
     )
     start = time.perf_counter()
-    output = trainer.train()
-    metrics = {"train_seconds": time.perf_counter() - start, **output.metrics}
-    if val is not None:
+    output = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
+    metrics = {"train_seconds": time.perf_counter() - start, **output.metrics,
+               "train_pairs": len(pairs["train"]), "validation_pairs": len(pairs["validation"])}
+    if trainer.eval_dataset is not None:
         metrics.update(trainer.evaluate())
-    if save and trainer.is_world_process_zero():
-        out = Path(output_dir)
-        from .safety import atomic_save_pretrained
-
-        atomic_save_pretrained(model, out / "cetp")
-        tokenizer.save_pretrained(out / "cetp")
-        atomic_save_pretrained(model.ecg_model, out / "encoder")
-        (out / "cetp_metrics.json").write_text(json.dumps({k: float(v) for k, v in metrics.items()}, indent=2))
+    if trainer.is_world_process_zero():
+        out = Path(training_args.output_dir)
+        atomic_save_pretrained(model, out / CETP_SUBFOLDER)
+        atomic_save_pretrained(model.ecg_model, out / ".encoder-tmp")
+        for name in os.listdir(out / ".encoder-tmp"):
+            os.replace(out / ".encoder-tmp" / name, out / name)
+        os.rmdir(out / ".encoder-tmp")
+        fe.save_pretrained(out)
+        fe.save_pretrained(out / CETP_SUBFOLDER)
+        dump_json({**metrics, "command": command, "seed": training_args.seed, "sources": data_args.source_list,
+                   "text_source": cetp_args.text_source, "augment": data_args.augment}, out / "cetp_metrics.json")
     return model, metrics
-
-
-def save_finetuned(model, result: FinetuneResult, output_dir: str | os.PathLike, command: str | None = None) -> Path:
-    """Save a fine-tuned model: adapter methods write ``<output_dir>/adapters/<task>/`` (safetensors), with the
-    held-out metrics, seed and command recorded in ``adapter_config.json``; other methods write ``<output_dir>/model``.
-    Writes are atomic (:func:`~tac_ecg_hf.safety.atomic_save_pretrained`): a killed run leaves the previous adapter or
-    model intact, never a half-written one."""
-    from .adapters.lrc import LRCConfig
-    from .safety import atomic_save_pretrained
-
-    out = Path(output_dir)
-    record = {
-        **{k: round(v, 6) for k, v in result.test_metrics.items() if isinstance(v, float) and not k.endswith("_runtime")},
-        "seed": result.seed,
-        "trainable_params": result.trainable_params,
-        "total_params": result.total_params,
-    }
-    if command:
-        record["command"] = command
-    if hasattr(model, "peft_config"):
-        for name, config in model.peft_config.items():
-            if isinstance(config, LRCConfig):
-                config.metrics = record
-                config.preprocessing = config.preprocessing or task_preprocessing(result.task, model.base_model.model.config)
-        atomic_save_pretrained(model, out / "adapters")
-        target = out / "adapters" / (result.task if result.task in model.peft_config else "")
-    else:
-        atomic_save_pretrained(model, out / "model")
-        target = out / "model"
-    (out / "result.json").write_text(json.dumps({**result.to_dict(), "command": command}, indent=2))
-    return target
-
-
-def task_preprocessing(task: str, encoder_config) -> dict:
-    """``ECGPreprocessor`` settings for ``task`` on an encoder: its leads, rate and window; leads the task's source
-    lacks (one-lead CinC2017) are zero-filled. Stored in each adapter's config; also the loaders' fallback."""
-    spec = TASKS.get(task)
-    return {
-        "target_leads": list(encoder_config.lead_names),
-        "sampling_rate": encoder_config.sampling_rate,
-        "num_samples": encoder_config.num_samples,
-        "fill_missing_leads": spec is not None and len(spec.source_leads) < len(encoder_config.lead_names),
-    }

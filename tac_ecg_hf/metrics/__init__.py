@@ -12,6 +12,7 @@ import os
 from typing import TYPE_CHECKING, Optional
 
 from .ecg_classification._core import (
+    bootstrap_ci,
     classification_metrics,
     compute_metrics_for_trainer,
     find_optimal_thresholds,
@@ -29,6 +30,7 @@ METRIC_PATH: str = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ecg
 __all__ = [
     "METRIC_PATH",
     "ECGClassificationMetric",
+    "bootstrap_ci",
     "classification_metrics",
     "compute_metrics_for_trainer",
     "find_optimal_thresholds",

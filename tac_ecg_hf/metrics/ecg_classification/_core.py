@@ -32,6 +32,7 @@ from typing import Callable, Iterable, Optional, Sequence
 import numpy as np
 
 __all__ = [
+    "bootstrap_ci",
     "classification_metrics",
     "compute_metrics_for_trainer",
     "find_optimal_thresholds",
@@ -298,11 +299,12 @@ def classification_metrics(
     labels: Optional[Sequence[str]] = None,
     multi_label: Optional[bool] = None,
     from_logits: bool = False,
-    threshold: float = 0.5,
+    threshold: float | Sequence[float] = 0.5,
     *,
     optimal_thresholds: bool = False,
     threshold_method: str = "f1",
     per_class: bool = True,
+    fallback_to_argmax: bool = False,
 ) -> dict:
     """Macro AUC / F1 / accuracy (+ per-class AUC / F1) for ECG classification.
 
@@ -312,7 +314,10 @@ def classification_metrics(
         labels: K label names used in the per-class keys (default ``"0" .. "K-1"``).
         multi_label: problem type; ``None`` infers it from ``references.ndim`` (2 -> multi-label).
         from_logits: apply a sigmoid (multi-label) or softmax (single-label) first.
-        threshold: multi-label decision threshold on probabilities (ignored for single-label argmax).
+        threshold: multi-label decision threshold on probabilities, one for all classes or one per class (e.g. the
+            calibrated thresholds stored with an adapter); ignored for single-label argmax.
+        fallback_to_argmax: multi-label records with no class at or above its threshold are decided as their most
+            probable class (tasks whose classes cover every record; what ``ECGTaskClassifier.predict`` does).
         optimal_thresholds: also return per-class one-vs-rest thresholds (``threshold/<label>``)
             chosen on these very data by ``threshold_method`` (``"f1"`` or ``"youden"``), and
             ``macro_f1_optimal``, the macro F1 with those thresholds (optimistic: tuned in-sample).
@@ -320,7 +325,9 @@ def classification_metrics(
 
     Returns:
         dict with ``macro_auc``, ``macro_f1``, ``accuracy``, ``hamming_accuracy`` (multi-label only),
-        ``auc_skipped_classes`` (list of label names), ``num_samples`` and the per-class entries.
+        ``auc_skipped_classes`` (list of label names), ``num_samples``, ``empty_decision_rate`` (multi-label: the
+        fraction of records with no label decided, after any fallback), ``softmax_macro_auc`` (the TAC-ECG code's
+        non-standard variant: AUC of a softmax across the classes, also for multi-label tasks) and the per-class entries.
 
     Raises:
         ValueError: on wrong shapes, NaN/inf scores, non-0/1 multi-label references, out-of-range
@@ -328,8 +335,9 @@ def classification_metrics(
     """
     from sklearn.metrics import f1_score, roc_auc_score
 
-    if not 0.0 <= float(threshold) <= 1.0:
-        raise ValueError(f"threshold must be a probability in [0, 1], got {threshold}.")
+    thresholds = np.atleast_1d(np.asarray(threshold, dtype=np.float64))
+    if thresholds.ndim != 1 or not np.all((thresholds >= 0.0) & (thresholds <= 1.0)):
+        raise ValueError(f"threshold must be probabilities in [0, 1], got {threshold}.")
     if threshold_method not in THRESHOLD_METHODS:
         raise ValueError(f"threshold_method must be one of {THRESHOLD_METHODS}, got {threshold_method!r}.")
     s, r, labels, multi_label = _validate(scores, references, labels, multi_label, from_logits)
@@ -350,7 +358,12 @@ def classification_metrics(
 
     # decisions
     if multi_label:
-        decisions = (probs >= threshold).astype(np.int64)
+        if len(thresholds) not in (1, k):
+            raise ValueError(f"threshold needs 1 or {k} values, got {len(thresholds)}.")
+        decisions = (probs >= thresholds[None, :]).astype(np.int64)
+        empty = decisions.sum(axis=1) == 0
+        if fallback_to_argmax and empty.any():
+            decisions[np.flatnonzero(empty), probs[empty].argmax(axis=1)] = 1
         f1s = f1_score(r, decisions, average=None, labels=list(range(k)), zero_division=0.0)
         accuracy = float(np.mean(np.all(decisions == r, axis=1)))
     else:
@@ -366,6 +379,13 @@ def classification_metrics(
     }
     if multi_label:
         out["hamming_accuracy"] = float(np.mean(np.mean(decisions == r, axis=1)))
+        out["empty_decision_rate"] = float(np.mean(decisions.sum(axis=1) == 0))
+    if from_logits:
+        logits = s
+    else:  # back to logits: log-odds for sigmoid outputs, log-probabilities (softmax-invariant) for softmax outputs
+        clipped = np.clip(probs, 1e-12, 1 - 1e-12)
+        logits = np.log(clipped) - (np.log1p(-clipped) if multi_label else 0.0)
+    out["softmax_macro_auc"] = _softmax_macro_auc(logits, onehot)
     out["auc_skipped_classes"] = skipped
     out["num_samples"] = int(n)
     if per_class:
@@ -378,10 +398,44 @@ def classification_metrics(
         tuned = []
         for j, name in enumerate(labels):
             out[f"threshold/{name}"] = float(thr[j])
-            t = thr[j] if not math.isnan(thr[j]) else threshold
+            t = thr[j] if not math.isnan(thr[j]) else thresholds[j if len(thresholds) == k else 0]
             tuned.append(float(f1_score(onehot[:, j], (probs[:, j] >= t).astype(np.int64), zero_division=0.0)))
         out["macro_f1_optimal"] = float(np.mean(tuned))
     return out
+
+
+def _softmax_macro_auc(logits: np.ndarray, onehot: np.ndarray) -> float:
+    """Macro AUC of a softmax across the classes (as TAC-ECG's released code computes it, for multi-label tasks too:
+    labelled as a non-standard variant wherever it is reported)."""
+    from sklearn.metrics import roc_auc_score
+
+    p = softmax(logits, axis=1)
+    aucs = [float(roc_auc_score(onehot[:, j], p[:, j])) for j in range(p.shape[1]) if onehot[:, j].min() != onehot[:, j].max()]
+    return float(np.mean(aucs)) if aucs else math.nan
+
+
+def bootstrap_ci(
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    scores: np.ndarray,
+    references: np.ndarray,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of ``metric(scores, references)`` over records (resampled with
+    replacement; resamples on which the metric is undefined, e.g. a class absent, are dropped)."""
+    rng = np.random.default_rng(seed)
+    scores, references = np.asarray(scores), np.asarray(references)
+    values = []
+    for _ in range(n_resamples):
+        idx = rng.integers(0, len(scores), len(scores))
+        value = metric(scores[idx], references[idx])
+        if value is not None and not math.isnan(value):
+            values.append(value)
+    if not values:
+        return (math.nan, math.nan)
+    alpha = (1 - confidence) / 2
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
 
 
 # --------------------------------------------------------------------------- Trainer
