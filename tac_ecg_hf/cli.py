@@ -1,12 +1,16 @@
 """The ``tac-ecg`` command line.
 
-    tac-ecg predict RECORD --task ptbxl-super [--model tac-ecg/xresnet1d101-cetp] [--plot out.png] [--json]
+    tac-ecg predict RECORD --task cpsc2018 [--model ID|DIR] [--plot out.png] [--json]
+    tac-ecg predict DIR|GLOB|FILE... --tasks cpsc2018,cinc2017 --out results.csv [--dtype bf16] [--compile]
+    tac-ecg zero-shot RECORD --labels "normal ECG,atrial fibrillation,right bundle branch block"
     tac-ecg list
-    tac-ecg evaluate --model tac-ecg/xresnet1d101-cetp --task ptbxl-super [--data-dir ../shared/data]
-    tac-ecg push tac-ecg/xresnet1d101-cetp [--endpoint URL] [--token TOKEN] [--repo-id other/name]
+    tac-ecg evaluate --task ptbxl-super [--model ID|DIR] [--data-dir ../shared/data]
+    tac-ecg push DIR|ID --repo-id org/name [--endpoint URL]
+    tac-ecg seed-cache
     tac-ecg demo [--data-dir ../shared/data]
 
-Input files are only ever read. On bad input the command exits with status 2 and a one-line reason.
+Input files are only ever read. Bad input (a record, an argument or a checkpoint) exits with status 2 and one line on
+stderr, ``tac-ecg <command>: error: <what, and how to fix it>``; exit status 1 is kept for bugs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import warnings
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+DEFAULT_MODEL = "tac-ecg/xresnet1d101-cetp"  # also inference.DEFAULT_MODEL; not imported here to keep --help fast
 
 
 def _default_data_dir() -> str:
@@ -42,65 +47,97 @@ def _record_files(path: Path) -> set[Path]:
     return {f.resolve() for f in files}
 
 
-def _check_output_path(out: str | None, record: str) -> None:
-    """Refuse to write a plot over the record or one of its companion files (the user's input is never lost)."""
+def _check_output_path(out: str | None, records: list[str], flag: str) -> None:
+    """Refuse to write over an input record or one of its companion files (the user's input is never lost)."""
     if not out:
         return
     target = Path(out).resolve()
-    if target in _record_files(Path(record)):
-        raise ValueError(f"--plot {out} would overwrite the input record's files; choose another path such as out.png.")
+    for record in records:
+        if target in _record_files(Path(record)):
+            raise ValueError(f"{flag} {out} would overwrite the input record's files; choose another path.")
     if target.is_dir():
-        raise ValueError(f"--plot {out} is a directory; give a file name such as out.png.")
+        raise ValueError(f"{flag} {out} is a directory; give a file name.")
 
 
-def _write_plot_atomically(figure_writer, path: str) -> None:
-    """Render to a temporary file next to ``path`` and rename it into place: no half-written PNG on a crash."""
+def _write_atomically(writer, path: str) -> None:
+    """Render to a temporary file next to ``path`` and rename it into place: no half-written file on a crash."""
     import tempfile
 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp.png", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix or ".tmp", dir=target.parent)
     os.close(fd)
     try:
-        figure_writer(tmp)
+        writer(tmp)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
+def _tasks(args) -> list[str]:
+    from .tasks import TASKS
+
+    tasks = [t.strip() for t in (args.tasks or args.task or "").split(",") if t.strip()]
+    if not tasks:
+        raise ValueError("give --task TASK (or --tasks a,b): one of " + ", ".join(sorted(TASKS)) + ".")
+    return list(dict.fromkeys(tasks))
+
+
+def _read_kwargs(args) -> dict:
+    kwargs = {}
+    if args.leads:
+        kwargs["lead_names"] = args.leads.split(",")
+    if args.fs is not None:
+        kwargs["sampling_rate"] = args.fs
+    if args.gain is not None:
+        kwargs["gain"] = args.gain
+    return kwargs
+
+
 def _cmd_predict(args) -> int:
     import torch
 
-    torch.set_num_threads(max(1, args.threads))
-    from .data import read_record
-    from .inference import ECGTaskClassifier
+    from .inference import ECGTaskClassifier, check_threshold
 
-    leads = args.leads.split(",") if args.leads else None
-    _check_output_path(args.plot, args.record)
-    # read (and so validate) the record before the slower model load; it is read once and only read
-    extra = {"gain": args.gain} if args.gain is not None else {}
-    record = read_record(args.record, lead_names=leads, sampling_rate=args.fs, **extra)
-    clf = ECGTaskClassifier.from_pretrained(
-        args.model, tasks=[args.task], revision=args.revision, allow_pickle=args.allow_pickle
-    )
-    prediction = clf.predict(record, task=args.task, threshold=args.threshold)
+    torch.set_num_threads(max(1, args.threads))
+    tasks = _tasks(args)
+    if args.threshold is not None:
+        check_threshold(args.threshold)
+    bulk = args.out is not None or len(args.records) > 1 or any(Path(r).is_dir() or any(c in r for c in "*?[") for r in args.records)
+    _check_output_path(args.out, [r for r in args.records if Path(r).is_file()], "--out")
+    _check_output_path(args.plot, args.records, "--plot")
+    if bulk:
+        if args.plot:
+            raise ValueError("--plot draws one record; leave it out when predicting many records or with --out.")
+        if not args.out:
+            raise ValueError("several records: give --out results.csv (or .jsonl, .parquet) for the results.")
+        return _predict_bulk(args, tasks)
+    from .data import read_record
+
+    record = read_record(args.records[0], **_read_kwargs(args))  # read (and validate) before the slower model load
+    clf = ECGTaskClassifier.from_pretrained(args.model, tasks=tasks, revision=args.revision, allow_pickle=args.allow_pickle)
+    clf.set_precision(args.dtype, compile=args.compile)
+    predictions = [clf.predict(record, task=task, threshold=args.threshold) for task in tasks]
     notes = _notes(args)
     if args.json:
-        print(json.dumps({**prediction.to_dict(), "notes": notes}, indent=2))
+        payload = [{**p.to_dict(), "notes": p.notes + notes} for p in predictions]
+        print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2, allow_nan=False))
     else:
-        for note in notes:
-            print(f"note: {note}")
-        print(prediction.format())
+        for prediction in predictions:
+            for note in dict.fromkeys(prediction.notes + notes):
+                print(f"note: {note}")
+            print(prediction.format())
     if args.plot:
         from .plotting import plot_ecg
 
-        _write_plot_atomically(
+        prediction = predictions[0]
+        _write_atomically(
             lambda tmp: plot_ecg(
                 record.signal,
                 record.sampling_rate,
                 list(record.lead_names),
-                title=f"{record.record_id} - {args.task}"
+                title=f"{record.record_id} - {prediction.task}"
                 + (f"  (reference: {', '.join(prediction.reference)})" if prediction.reference else ""),
                 prediction=dict(zip(prediction.labels, map(float, prediction.probabilities))),
                 decision=prediction.decision,
@@ -110,6 +147,51 @@ def _cmd_predict(args) -> int:
         )
         if not args.json:
             print(f"plot written to {args.plot}")
+    return 0
+
+
+def _predict_bulk(args, tasks: list[str]) -> int:
+    from .bulk import bulk_predict
+    from .inference import ECGTaskClassifier
+
+    clf = ECGTaskClassifier.from_pretrained(args.model, tasks=tasks, revision=args.revision, allow_pickle=args.allow_pickle)
+    clf.set_precision(args.dtype, compile=args.compile)
+    summary = bulk_predict(
+        clf, args.records, tasks, args.out, batch_size=args.batch_size, num_workers=args.workers,
+        threshold=args.threshold, read_kwargs=_read_kwargs(args), progress=not args.quiet,
+    )
+    print(
+        f"{summary.records} record(s) predicted in {summary.seconds:.1f} s ({summary.records_per_second:.1f} records/s), "
+        f"{summary.failed} failed (their rows hold the error), {summary.skipped} already in {args.out}; "
+        f"{summary.rows} row(s) written to {args.out}"
+    )
+    return 0
+
+
+def _cmd_zero_shot(args) -> int:
+    import torch
+    from transformers import pipeline
+
+    from .data import read_record
+    from .inference import MODEL_ALIASES, resolve_model
+
+    torch.set_num_threads(max(1, args.threads))
+    labels = [label.strip() for label in args.labels.split(",") if label.strip()]
+    if len(labels) < 2:
+        raise ValueError('--labels needs at least two comma-separated phrases, e.g. "normal ECG,atrial fibrillation".')
+    record = read_record(args.record, **_read_kwargs(args))
+    folder = resolve_model(MODEL_ALIASES.get(args.model, args.model), revision=args.revision)
+    classify = pipeline("zero-shot-ecg-classification", model=str(folder))
+    results = classify(record, candidate_labels=labels, hypothesis_template=args.template)
+    if args.json:
+        print(json.dumps({"record": record.record_id, "results": results}, indent=2, allow_nan=False))
+        return 0
+    for note in dict.fromkeys(results[0].get("notes", []) if results else []):
+        print(f"note: {note}")
+    print(f"record {record.record_id}  zero-shot with {folder.name}'s CETP dual encoder")
+    width = max(len(r["label"]) for r in results)
+    for r in results:
+        print(f"  {r['label']:<{width}}  {r['score']:6.3f}  {'#' * int(round(r['score'] * 30))}")
     return 0
 
 
@@ -123,29 +205,41 @@ def _cmd_list(args) -> int:
     for repo_id in repo_ids:
         path = bundled_path(repo_id)
         config = json.loads((path / "config.json").read_text())
-        print(f"{repo_id}  ({config.get('model_type')}, {config.get('sampling_rate')} Hz, {config.get('num_samples')} samples)")
+        zero_shot = "  + CETP dual encoder (zero-shot)" if (path / "cetp" / "config.json").is_file() else ""
+        print(f"{repo_id}  ({config.get('model_type')}, {config.get('sampling_rate')} Hz, {config.get('num_samples')} samples){zero_shot}")
         for task in available_tasks(path):
-            adapter = json.loads((path / "adapters" / task / "adapter_config.json").read_text())
-            metrics = adapter.get("metrics") or {}
-            auc = metrics.get("test_macro_auc")
-            extra = f"  test macro-AUC {auc:.3f}" if isinstance(auc, (int, float)) else ""
-            print(f"    adapter {task:<12} {adapter.get('variant')} r={adapter.get('r')}  labels={adapter.get('labels')}{extra}")
+            adapter = json.loads((path / task / "adapter_config.json").read_text())
+            test = (adapter.get("metrics") or {}).get("test") or {}
+            auc = test.get("macro_auc")
+            extra = f"  held-out macro-AUC {auc:.3f} (n={test.get('n')})" if isinstance(auc, (int, float)) else ""
+            print(f"    {task:<12} {adapter.get('variant')} r={adapter.get('r')}  labels={adapter.get('labels')}{extra}")
     return 0
 
 
 def _cmd_evaluate(args) -> int:
-    from .evaluation import evaluate_bundled
+    from .evaluation import evaluate_split
+    from .inference import MODEL_ALIASES
 
-    result = evaluate_bundled(args.model, args.task, data_dir=args.data_dir, split=args.split, revision=args.revision)
-    print(json.dumps(result, indent=2))
+    result = evaluate_split(MODEL_ALIASES.get(args.model, args.model), args.task, args.data_dir, split=args.split)
+    print(json.dumps(result, indent=2, default=lambda v: None if v != v else v))
     return 0
 
 
 def _cmd_push(args) -> int:
-    from .hub import push_bundled
+    from .hub import push_run
+    from .inference import MODEL_ALIASES, resolve_model
 
-    info = push_bundled(args.model, endpoint=args.endpoint, token=args.token, private=args.private, target_repo_id=args.repo_id)
-    print(f"pushed {args.model} to {getattr(info, 'commit_url', None) or args.repo_id or args.model}")
+    folder = resolve_model(MODEL_ALIASES.get(args.source, args.source))
+    info = push_run(folder, args.repo_id, endpoint=args.endpoint, token=args.token, private=args.private)
+    print(f"pushed {folder} to {getattr(info, 'commit_url', None) or args.repo_id}")
+    return 0
+
+
+def _cmd_seed_cache(args) -> int:
+    from .hub import seed_hf_cache
+
+    for path in seed_hf_cache():
+        print(f"cached {path}")
     return 0
 
 
@@ -163,52 +257,66 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {' '.join(str(message).split())}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .inference import DEFAULT_MODEL
-    from .tasks import TASKS
-
-    parser = _Parser(prog="tac-ecg", description="TAC-ECG on the Hugging Face stack.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("predict", help="classify one ECG record with a task adapter")
-    p.add_argument("record", help="WFDB header (.hea with .dat or .mat), .mat, .npy or .csv file")
-    p.add_argument("--task", required=True, choices=sorted(TASKS))
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model id or directory (default {DEFAULT_MODEL})")
-    p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
+def _record_arguments(p) -> None:
     p.add_argument("--fs", type=float, default=None, help="sampling rate in Hz (needed for .npy/.csv without sidecar)")
     p.add_argument("--leads", default=None, help="comma-separated lead names of the file's rows/columns")
     p.add_argument("--gain", type=float, default=None, help="ADC units per mV for integer .mat/.npy/.csv files without a header")
-    p.add_argument("--threshold", type=float, default=0.5, help="decision threshold for multi-label tasks")
-    p.add_argument("--plot", default=None, help="write a PNG of the leads with the prediction")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model id or directory (default {DEFAULT_MODEL})")
+    p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument(
-        "--threads", type=int, default=1,
-        help="torch CPU threads (default 1: one record is small, and extra threads only wait on busy cores)",
-    )
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: one record is small)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tac-ecg", description="TAC-ECG on the Hugging Face stack.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="classify ECG records with task adapters")
+    p.add_argument("records", nargs="+", metavar="RECORD", help="WFDB header (.hea), .mat, .npy, .csv; or folders and globs")
+    p.add_argument("--task", default=None, help="task adapter to use (tac-ecg list shows them)")
+    p.add_argument("--tasks", default=None, help="several tasks in one pass, comma-separated")
+    _record_arguments(p)
+    p.add_argument("--threshold", type=float, default=None, help="one decision threshold in [0, 1] for multi-label tasks (default: the adapter's calibrated per-class thresholds)")
+    p.add_argument("--plot", default=None, help="write a PNG of the leads with the prediction (one record)")
+    p.add_argument("--out", default=None, help="write one row per record and task to a .csv, .jsonl or .parquet file (resumable)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="bf16: CPU autocast on AVX-512 BF16 / AMX")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (pays off for bulk runs only)")
+    p.add_argument("--batch-size", type=int, default=64, help="windows per forward pass")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader processes reading and preparing records (bulk)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--allow-pickle", action="store_true",
         help="also load pickle checkpoints (pytorch_model.bin / adapter_model.bin); only for files you trust",
     )
     p.set_defaults(func=_cmd_predict)
 
+    p = sub.add_parser("zero-shot", help="score a record against free-text labels with the CETP dual encoder")
+    p.add_argument("record")
+    p.add_argument("--labels", required=True, help='comma-separated phrases, e.g. "normal ECG,atrial fibrillation"')
+    p.add_argument("--template", default="{}", help="prompt template around each label (default: the label itself)")
+    _record_arguments(p)
+    p.set_defaults(func=_cmd_zero_shot)
+
     p = sub.add_parser("list", help="list bundled models and their task adapters")
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("evaluate", help="evaluate a model's task adapter on the held-out split of the real data")
+    p = sub.add_parser("evaluate", help="evaluate a task adapter on the held-out records of the real data")
     p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--task", required=True, choices=sorted(TASKS))
+    p.add_argument("--task", required=True)
     p.add_argument("--data-dir", default=_default_data_dir())
-    p.add_argument("--split", default="test")
-    p.add_argument("--revision", default=None)
+    p.add_argument("--split", default="test", choices=["train", "validation", "test"])
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("push", help="publish a bundled model (encoder + adapters + card) to a Hub")
-    p.add_argument("model", help="bundled model id, e.g. tac-ecg/xresnet1d101-cetp")
-    p.add_argument("--repo-id", default=None, help="target repo id (default: the same id)")
+    p = sub.add_parser("push", help="publish a trained run or bundled model (encoder, adapters, CETP, card) to a Hub")
+    p.add_argument("source", help="run folder (examples/finetune.py --output_dir) or bundled model id")
+    p.add_argument("--repo-id", required=True, help="target repo id, org/name")
     p.add_argument("--endpoint", default=None, help="Hub endpoint (default: HF_ENDPOINT or huggingface.co)")
     p.add_argument("--token", default=None)
     p.add_argument("--private", action="store_true")
     p.set_defaults(func=_cmd_push)
+
+    p = sub.add_parser("seed-cache", help="copy the bundled models into the Hugging Face cache (offline AutoModel / pipeline by id)")
+    p.set_defaults(func=_cmd_seed_cache)
 
     p = sub.add_parser("demo", help="run CETP -> LRC-Adapter -> evaluation on the real data (a few minutes on CPU)")
     p.add_argument("--data-dir", default=_default_data_dir())
@@ -232,15 +340,15 @@ class _NoteHandler(logging.Handler):
 def _notes(args) -> list[str]:
     """Warnings of the data layer and the library (UserWarning, not library deprecations) and logged notes."""
     caught, handler = getattr(args, "_notes_source", ([], None))
-    notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning) and not issubclass(w.category, FutureWarning)]
     notes += handler.messages if handler is not None else []
     return list(dict.fromkeys(" ".join(n.split()) for n in notes if n.strip()))
 
 
 @contextlib.contextmanager
 def _quiet_libraries():
-    """No progress bars or library log lines on stderr while a command runs (stderr carries only the one-line
-    error); the previous settings are restored afterwards (``main`` may be called in-process)."""
+    """No library log lines or loading bars on stderr while a command runs (stderr carries only the one-line error);
+    the previous settings are restored afterwards (``main`` may be called in-process)."""
     from transformers.utils import logging as hf_logging
     import huggingface_hub.utils as hub_utils
 
@@ -267,10 +375,21 @@ def _one_line(err: BaseException) -> str:
     return text
 
 
+def bad_input_message(err: BaseException) -> str | None:
+    """The one-line message of an error that is the user's input (a record, an argument, a checkpoint, the Hub), or
+    ``None`` for a bug."""
+    from .hub.errors import describe_hub_error
+
+    hub = describe_hub_error(err)
+    if hub is not None:
+        return hub
+    if isinstance(err, (ValueError, KeyError, OSError)):  # the package's input/checkpoint errors derive from these
+        return _one_line(err)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run ``tac-ecg``. Bad input (unreadable or inconsistent records, unknown model/task, refused checkpoints,
-    Hub errors) exits with status 2 and exactly one line on stderr, ``tac-ecg <command>: error: <reason>``;
-    input files are only read."""
+    """Run ``tac-ecg``. Bad input exits with status 2 and exactly one line on stderr; input files are only read."""
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = _NoteHandler()
@@ -290,13 +409,9 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as err:  # noqa: BLE001 - every failure becomes one line
                 if os.environ.get("TAC_ECG_DEBUG"):
                     raise
-                from .adapters.lrc import AdapterMismatchError
-                from .data.errors import ECGInputError
-                from .hub.errors import HubAccessError
-
-                bad_input = (ECGInputError, AdapterMismatchError, HubAccessError, ValueError, KeyError, OSError)
-                if isinstance(err, bad_input):
-                    print(f"tac-ecg {args.command}: error: {_one_line(err)}", file=sys.stderr)
+                message = bad_input_message(err)
+                if message is not None:
+                    print(f"tac-ecg {args.command}: error: {message}", file=sys.stderr)
                     return EXIT_BAD_INPUT
                 print(
                     f"tac-ecg {args.command}: internal error: {type(err).__name__}: {_one_line(err)} "

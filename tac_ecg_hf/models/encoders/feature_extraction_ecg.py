@@ -43,16 +43,15 @@ MAX_LEADS = 64
 CROP_MODES = ("center", "start", "random")
 
 
-class ECGInputError(ValueError):
-    """A signal or record cannot be used as given (bad shape, non-finite values, missing leads, absurd rate, ...)."""
+try:  # inside the package: its own exception types, so that `except tac_ecg_hf.data.ECGInputError` catches these
+    from tac_ecg_hf.data.errors import ECGInputError, ECGQualityWarning
+except ImportError:  # copied next to a checkpoint (trust_remote_code) where the package is not installed
 
+    class ECGInputError(ValueError):
+        """A signal or record cannot be used as given (bad shape, non-finite values, missing leads, absurd rate)."""
 
-class ECGQualityWarning(UserWarning):
-    """A record is usable but suspicious (flat or clipped leads)."""
-
-
-class ECGResamplingWarning(ECGQualityWarning):
-    """A signal was resampled to the model's sampling rate."""
+    class ECGQualityWarning(UserWarning):
+        """A record is usable but suspicious."""
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -576,4 +575,4 @@ _OWN_KEYS = {
     "crop", "padding_value", "feature_size",
 }
 #: keys transformers writes into or passes through preprocessor_config.json
-_TRANSFORMERS_KEYS = {"feature_extractor_type", "processor_class", "padding_side", "return_attention_mask"}
+_TRANSFORMERS_KEYS = {"feature_extractor_type", "processor_class", "padding_side", "return_attention_mask", "auto_map"}

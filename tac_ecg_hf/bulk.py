@@ -1,0 +1,340 @@
+"""Bulk prediction over archives: ``tac-ecg predict DIR|GLOB|FILE... --out results.csv|.jsonl|.parquet``.
+
+Records are read and prepared by the tasks' feature extractors in ``DataLoader`` worker processes while the model runs
+in the main process on batches packed with the windows of several records. A record that cannot be read or prepared is
+written as a row with its error and does not stop the run. Rows are appended as records finish, so an interrupted run
+keeps what it wrote and re-running with the same ``--out`` skips the records already there. ``--tasks a,b`` predicts
+several tasks in one pass over the files. Under ``accelerate launch`` the files are split between the processes and
+the outputs merged by the main process. Memory stays flat in the number of records: a bounded number of records is in
+flight at a time and rows are written as they finish.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+__all__ = ["expand_inputs", "bulk_predict", "ResultWriter", "BulkSummary"]
+
+RECORD_SUFFIXES = (".hea", ".mat", ".npy", ".csv")
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Record files from files, folders (searched recursively) and glob patterns, sorted, one path per record: a WFDB
+    record is its ``.hea`` (its ``.mat``/``.dat`` are not listed again); sidecar ``.json`` files are skipped."""
+    found: list[Path] = []
+    for item in inputs:
+        text = os.fspath(item)
+        path = Path(text)
+        if path.is_dir():
+            candidates = [p for p in path.rglob("*") if p.suffix.lower() in RECORD_SUFFIXES and p.is_file()]
+        elif any(ch in text for ch in "*?["):
+            candidates = [Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()]
+        else:
+            candidates = [path]
+        for p in sorted(candidates):
+            if p.suffix.lower() in (".mat", ".dat") and p.with_suffix(".hea").is_file() and p.is_file():
+                continue  # the header stands for the record
+            found.append(p)
+    seen, unique = set(), []
+    for p in found:
+        key = os.path.abspath(p)
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+class _RecordDataset:
+    """Reads and prepares one file per item in a DataLoader worker; errors become part of the item."""
+
+    def __init__(self, paths: Sequence[Path], extractors: dict, read_kwargs: dict, batch_size: int):
+        self.paths = list(paths)
+        self.extractors = extractors
+        self.read_kwargs = read_kwargs
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> dict:
+        from .data import read_record
+        from .inference import reference_labels
+
+        path = self.paths[i]
+        item = {"index": i, "path": str(path), "record_id": path.stem, "windows": {}, "notes": {}, "error": None, "reference": []}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                record = read_record(path, **self.read_kwargs)
+                item["record_id"] = record.record_id
+                item["reference"] = reference_labels(record)
+                for task, fe in self.extractors.items():
+                    prepared = fe.prepare(record)
+                    item["windows"][task] = np.concatenate(list(fe.iter_windows(prepared, batch_size=self.batch_size)))
+                    pad = fe.padding_note(prepared)
+                    item["notes"][task] = list(prepared.notes) + ([pad] if pad else [])
+        except (ValueError, OSError) as err:  # the package's input errors are ValueError/OSError subclasses
+            item["error"] = " ".join(str(err).split()) or type(err).__name__
+            item["windows"] = {}
+        return item
+
+
+def _identity(item):
+    return item
+
+
+class ResultWriter:
+    """Appends result rows to a CSV, JSON Lines or Parquet file and knows which (path, task) pairs it holds already.
+
+    CSV and JSONL are appended to in place; Parquet (which cannot be appended to) is written as numbered part files in
+    ``<out>.parts/`` and joined into ``<out>`` by :meth:`close`. The columns: ``path``, ``record_id``, ``task``,
+    ``decision`` (labels joined by ``;``), one ``prob/<label>`` column per label of the tasks asked for, ``notes``,
+    ``reference`` and ``error``."""
+
+    def __init__(self, out: str | os.PathLike, labels: Sequence[str], flush_every: int = 256):
+        self.out = Path(out)
+        self.format = FORMATS.get(self.out.suffix.lower())
+        if self.format is None:
+            raise ValueError(f"--out {out}: use a .csv, .jsonl or .parquet file name.")
+        if self.out.is_dir():
+            raise ValueError(f"--out {out} is a directory; give a file name such as results.csv.")
+        self.columns = ["path", "record_id", "task", "decision"] + [f"prob/{label}" for label in labels] + ["notes", "reference", "error"]
+        self.parts = self.out.with_name(self.out.name + ".parts")
+        self.flush_every = flush_every
+        self._buffer: list[dict] = []
+        self.done = self._existing()
+
+    def _existing(self) -> set[tuple[str, str]]:
+        rows: list[dict] = []
+        if self.format == "csv" and self.out.is_file():
+            with open(self.out, newline="") as fh:
+                reader = csv.DictReader(fh)
+                if reader.fieldnames and reader.fieldnames != self.columns:
+                    raise ValueError(
+                        f"--out {self.out} was written with other columns (other tasks?); use another file to start afresh."
+                    )
+                rows = list(reader)
+        elif self.format == "jsonl" and self.out.is_file():
+            with open(self.out) as fh:
+                rows = [json.loads(line) for line in fh if line.strip()]
+        elif self.format == "parquet":
+            import pyarrow.parquet as pq
+
+            files = ([self.out] if self.out.is_file() else []) + sorted(self.parts.glob("part-*.parquet"))
+            for f in files:
+                rows += pq.read_table(f, columns=["path", "task"]).to_pylist()
+        return {(r["path"], r["task"]) for r in rows}
+
+    def write(self, row: dict) -> None:
+        self._buffer.append(row)
+        self.done.add((row["path"], row["task"]))
+        if len(self._buffer) >= self.flush_every or self.format != "parquet":
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        rows = [{c: row.get(c) for c in self.columns} for row in self._buffer]
+        self._buffer = []
+        if self.format == "csv":
+            new = not self.out.is_file() or self.out.stat().st_size == 0
+            with open(self.out, "a", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=self.columns)
+                if new:
+                    writer.writeheader()
+                writer.writerows(rows)
+        elif self.format == "jsonl":
+            with open(self.out, "a") as fh:
+                for row in rows:
+                    fh.write(json.dumps(row, allow_nan=False) + "\n")
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            self.parts.mkdir(exist_ok=True)
+            index = len(list(self.parts.glob("part-*.parquet")))
+            tmp = self.parts / f".part-{index:06d}.tmp"
+            pq.write_table(pa.Table.from_pylist(rows, schema=self._schema()), tmp)
+            os.replace(tmp, self.parts / f"part-{index:06d}.parquet")
+
+    def _schema(self):
+        import pyarrow as pa
+
+        return pa.schema([(c, pa.float64() if c.startswith("prob/") else pa.string()) for c in self.columns])
+
+    def close(self) -> None:
+        self.flush()
+        if self.format == "parquet" and self.parts.is_dir():
+            import pyarrow.parquet as pq
+
+            files = ([self.out] if self.out.is_file() else []) + sorted(self.parts.glob("part-*.parquet"))
+            tmp = self.out.with_name(self.out.name + ".tmp")
+            with pq.ParquetWriter(tmp, self._schema()) as writer:
+                for f in files:
+                    writer.write_table(pq.read_table(f).cast(self._schema()))
+            os.replace(tmp, self.out)
+            for f in self.parts.glob("part-*.parquet"):
+                f.unlink()
+            self.parts.rmdir()
+
+
+@dataclass
+class BulkSummary:
+    records: int
+    skipped: int
+    failed: int
+    rows: int
+    seconds: float
+
+    @property
+    def records_per_second(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else float("nan")
+
+
+def bulk_predict(
+    classifier,
+    inputs: Sequence[str | os.PathLike],
+    tasks: Sequence[str],
+    out: str | os.PathLike,
+    *,
+    batch_size: int = 64,
+    num_workers: int = 1,
+    threshold: float | None = None,
+    read_kwargs: dict | None = None,
+    progress: bool = True,
+) -> BulkSummary:
+    """Predict ``tasks`` for every record under ``inputs`` and write one row per record and task to ``out``."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from .inference import WindowPacker, decide
+
+    paths = expand_inputs(inputs)
+    state = _distributed_state()
+    if state is not None:
+        paths = paths[state.process_index :: state.num_processes]
+        out = Path(out).with_name(f"{Path(out).stem}.rank{state.process_index}{Path(out).suffix}")
+    labels = [label for task in tasks for label in classifier.adapter_config(task).labels]
+    writer = ResultWriter(out, list(dict.fromkeys(labels)))
+    pending = [p for p in paths if any((str(p), t) not in writer.done for t in tasks)]
+    extractors = {task: classifier.feature_extractor(task) for task in tasks}
+    dataset = _RecordDataset(pending, extractors, read_kwargs or {}, batch_size)
+    loader = DataLoader(
+        dataset, batch_size=None, num_workers=num_workers, collate_fn=_identity,
+        prefetch_factor=4 if num_workers else None, persistent_workers=False,
+    )
+    packers = {task: WindowPacker(batch_size) for task in tasks}
+    in_flight: dict[int, dict] = {}
+    start = time.perf_counter()
+    failed = rows = 0
+
+    def finish(index: int) -> None:
+        nonlocal rows
+        item = in_flight.pop(index)
+        for task in tasks:
+            if (item["path"], task) in writer.done:
+                continue
+            config = classifier.adapter_config(task)
+            row = {"path": item["path"], "record_id": item["record_id"], "task": task, "error": item["error"],
+                   "reference": ";".join(item["reference"])}
+            if item["error"] is None:
+                probs = item["sums"][task] / item["counts"][task]
+                multi = config.problem_type == "multi_label_classification"
+                cut = [threshold] * len(config.labels) if threshold is not None else classifier.thresholds(task)
+                decision, fallback = decide(task, list(config.labels), probs, multi, cut)
+                row["decision"] = ";".join(decision)
+                row["notes"] = " | ".join(item["notes"][task] + fallback)
+                row.update({f"prob/{label}": round(float(p), 6) for label, p in zip(config.labels, probs)})
+            writer.write(row)
+            rows += 1
+
+    def run(task: str, windows: np.ndarray, owners: np.ndarray) -> None:
+        probs = classifier.probabilities(classifier.logits(windows, task), task)
+        for index in np.unique(owners):
+            item = in_flight[int(index)]
+            item["sums"][task] = item["sums"].get(task, 0) + probs[owners == index].sum(0)
+            item["counts"][task] = item["counts"].get(task, 0) + int((owners == index).sum())
+            item["left"][task] -= int((owners == index).sum())
+        for index in [i for i in np.unique(owners) if not any(in_flight[int(i)]["left"].values())]:
+            finish(int(index))
+
+    bar = tqdm(total=len(pending), unit="rec", desc="predicting", disable=not progress, dynamic_ncols=True)
+    with torch.inference_mode():
+        for item in loader:
+            index = item["index"]
+            item.update(sums={}, counts={}, left={t: len(item["windows"].get(t, ())) for t in tasks})
+            in_flight[index] = item
+            if item["error"] is not None:
+                failed += 1
+                finish(index)
+            for task in tasks:
+                if task in item["windows"]:
+                    for batch in packers[task].add(item["windows"][task], index):
+                        run(task, *batch)
+            item["windows"] = {}
+            # bound the records in flight: flush partial batches when too many records wait for their windows
+            if len(in_flight) > 4 * batch_size:
+                for task in tasks:
+                    for batch in packers[task].flush():
+                        run(task, *batch)
+            bar.update(1)
+        for task in tasks:
+            for batch in packers[task].flush():
+                run(task, *batch)
+    bar.close()
+    writer.close()
+    if state is not None:
+        _merge_ranks(state, Path(out))
+    return BulkSummary(records=len(pending), skipped=len(paths) - len(pending), failed=failed, rows=rows,
+                       seconds=time.perf_counter() - start)
+
+
+def _distributed_state():
+    """Accelerate's process state when launched on several processes (``accelerate launch``), else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    return PartialState()
+
+
+def _merge_ranks(state, rank_out: Path) -> None:
+    """The main process joins the per-process outputs into the requested file."""
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return
+    stem = rank_out.stem.rsplit(".rank", 1)[0]
+    target = rank_out.with_name(stem + rank_out.suffix)
+    parts = [rank_out.with_name(f"{stem}.rank{r}{rank_out.suffix}") for r in range(state.num_processes)]
+    fmt = FORMATS[rank_out.suffix.lower()]
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        tables = [pq.read_table(p) for p in parts if p.is_file()]
+        if target.is_file():
+            tables.insert(0, pq.read_table(target))
+        pq.write_table(pa.concat_tables(tables), target)
+    else:
+        with open(target, "a", newline="") as out:
+            for i, part in enumerate(p for p in parts if p.is_file()):
+                with open(part, newline="") as fh:
+                    lines = fh.readlines()
+                if fmt == "csv" and (target.stat().st_size > 0 or i > 0):
+                    lines = lines[1:]
+                out.writelines(lines)
+    for p in parts:
+        if p.is_file():
+            p.unlink()
