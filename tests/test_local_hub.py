@@ -89,6 +89,7 @@ def test_env_helper_patches_and_restores(hub, tmp_path):
             os.environ.get("HF_ENDPOINT")) == before
 
 
-def test_closed_port_refuses_at_once():
+def test_closed_port_refuses_at_once(tmp_path, monkeypatch):
+    local_hub_env(monkeypatch, closed_port_endpoint(), cache_dir=tmp_path / "hf_home", offline=False)
     with pytest.raises(httpx2.ConnectError):
-        HfApi(endpoint=closed_port_endpoint()).model_info("org/x")
+        HfApi().model_info("org/x")
