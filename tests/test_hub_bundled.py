@@ -1,212 +1,197 @@
-"""Bundled checkpoints: discovery, offline cache seeding, resolve fallback, push to a (local) Hub."""
+"""Bundled checkpoints: found by path, standing in when the Hub cannot serve them, and copied into the Hugging Face
+cache only on request (seed_hf_cache), never over a real Hub copy."""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
+from huggingface_hub import constants, snapshot_download
+from support.local_hub import LocalHubServer, closed_port_endpoint, local_hub_env
+from support.repos import save_run, state_equal, tiny_classifier
+from transformers import AutoModelForSequenceClassification
 
-huggingface_hub = pytest.importorskip("huggingface_hub")
-transformers = pytest.importorskip("transformers")
-torch = pytest.importorskip("torch")
-
-from huggingface_hub import HfApi  # noqa: E402
-from huggingface_hub import constants as hf_constants  # noqa: E402
-
-from tac_ecg_hf.hub import (  # noqa: E402
-    CHECKPOINTS_ROOT,
+from tac_ecg_hf.hub import (
+    BUNDLED_REF,
     HubAccessError,
-    HubErrorKind,
     bundled_commit_hash,
-    bundled_files,
     bundled_path,
     bundled_repo_ids,
-    push_bundled,
+    list_task_adapters,
     resolve_repo,
     seed_hf_cache,
 )
-from tac_ecg_hf.testing.local_hub import LocalHubServer, closed_port_endpoint, local_hub_env  # noqa: E402
 
-REPO_ID = "tac-ecg/tiny-bert"
-
-
-def _tiny_bert():
-    cfg = transformers.BertConfig(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, vocab_size=99
-    )
-    torch.manual_seed(0)
-    return transformers.BertModel(cfg)
+REPO_ID = "tac-ecg/tiny"
+TASKS = ["cinc2017", "ptbxl-super"]
 
 
 @pytest.fixture
 def bundle(tmp_path):
-    """A fake ``checkpoints`` root with one model repo (plus a LoRA adapter subfolder) and noise."""
-    peft = pytest.importorskip("peft")
+    """A fake ``checkpoints`` root: one repo in the published layout, plus folders that are not repos."""
     root = tmp_path / "checkpoints"
-    repo = root / "tac-ecg" / "tiny-bert"
-    model = _tiny_bert()
-    model.save_pretrained(repo)
-    (repo / "README.md").write_text("---\nlibrary_name: transformers\n---\n# tiny\n")
-    lora = peft.get_peft_model(_tiny_bert(), peft.LoraConfig(r=2, lora_alpha=4, target_modules=["query"]))
-    with torch.no_grad():
-        for name, p in lora.named_parameters():
-            if "lora_B" in name:
-                p.normal_()
-    lora.save_pretrained(repo / "adapters" / "af")  # adapters/af/adapter_config.json + adapter_model.safetensors
-    # noise that must be ignored
-    (repo / "__pycache__").mkdir()
-    (repo / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
-    (repo / ".DS_Store").write_bytes(b"\0")
+    model = save_run(root / REPO_ID, TASKS)
+    (root / REPO_ID / "__pycache__").mkdir()
+    (root / REPO_ID / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
     (root / "tac-ecg" / "empty").mkdir()
-    (root / "README.md").write_text("not a repo")
-    return {"root": root, "repo": repo, "model": model, "lora": lora}
+    (root / "_private" / "x").mkdir(parents=True)
+    (root / "_private" / "x" / "config.json").write_text("{}")
+    return {"root": root, "repo": root / REPO_ID, "model": model}
 
 
-def _state_equal(a, b) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Empty HF home, offline, no TAC_ECG_PREFER_HUB."""
+    monkeypatch.delenv("TAC_ECG_PREFER_HUB", raising=False)
+    local_hub_env(monkeypatch, cache_dir=tmp_path / "hf_home", offline=True)
 
 
-# ---------------------------------------------------------------------------------------------
+def _python(code: str, home: Path, **env) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter with the HF home ``home``, offline, without progress bars and without
+    transformers' FutureWarnings (so that whatever else reaches stderr is a finding)."""
+    env = {**os.environ, "HF_HOME": str(home), "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+           "PYTHONWARNINGS": "ignore::FutureWarning", **env}
+    env.pop("HF_HUB_CACHE", None)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_discovery(bundle):
     root = bundle["root"]
     assert bundled_repo_ids(root) == [REPO_ID]
     assert bundled_path(REPO_ID, root) == bundle["repo"]
-    assert bundled_path("tac-ecg/empty", root) is None
-    assert bundled_path("tac-ecg/nope", root) is None
-    assert bundled_path("../etc", root) is None
+    for other in ("tac-ecg/empty", "_private/x", "tac-ecg/nope", "../x"):
+        assert bundled_path(other, root) is None
     assert bundled_repo_ids(root / "missing") == []
-    assert CHECKPOINTS_ROOT.name == "checkpoints" and CHECKPOINTS_ROOT.parent.name == "tac_ecg_hf"
-    assert isinstance(bundled_repo_ids(), list)  # package default root works whatever it contains
-
-    files = {f.path: f for f in bundled_files(REPO_ID, root)}
-    assert set(files) == {
-        "README.md", "config.json", "model.safetensors",
-        "adapters/af/README.md", "adapters/af/adapter_config.json", "adapters/af/adapter_model.safetensors",
-    }
-    assert files["model.safetensors"].is_lfs and files["model.safetensors"].etag == files["model.safetensors"].sha256
-    assert not files["config.json"].is_lfs and len(files["config.json"].etag) == 40
-
-    commit = bundled_commit_hash(REPO_ID, root)
-    assert len(commit) == 40 and commit == bundled_commit_hash(REPO_ID, root)
-    (bundle["repo"] / "config.json").write_text((bundle["repo"] / "config.json").read_text() + "\n")
-    assert bundled_commit_hash(REPO_ID, root) != commit
+    assert len(bundled_commit_hash(REPO_ID, root)) == 40
+    with pytest.raises(KeyError, match=r"no bundled checkpoint 'tac-ecg/nope'; bundled: tac-ecg/tiny"):
+        bundled_commit_hash("tac-ecg/nope", root)
 
 
-def test_seed_cache_then_offline_from_pretrained(bundle, tmp_path, monkeypatch):
-    peft = pytest.importorskip("peft")
-    # no endpoint at all: any network attempt would fail loudly (closed port)
-    local_hub_env(monkeypatch, closed_port_endpoint(), cache_dir=tmp_path / "hf_home", offline=True)
-    cache = Path(hf_constants.HF_HUB_CACHE)
-
-    seeded = seed_hf_cache(root=bundle["root"])
-    snapshot = seeded[REPO_ID]
-    commit = bundled_commit_hash(REPO_ID, bundle["root"])
-    storage = cache / "models--tac-ecg--tiny-bert"
-    assert snapshot == storage / "snapshots" / commit
-    assert (storage / "refs" / "main").read_text() == commit
-    assert (snapshot / "model.safetensors").resolve().parent == (storage / "blobs").resolve()
-
-    model = transformers.AutoModel.from_pretrained(REPO_ID)
-    assert _state_equal(model, bundle["model"])
-    path = huggingface_hub.hf_hub_download(REPO_ID, "adapters/af/adapter_config.json")
-    assert Path(path).read_bytes() == (bundle["repo"] / "adapters/af/adapter_config.json").read_bytes()
-    assert Path(huggingface_hub.snapshot_download(REPO_ID)) == snapshot
-    assert resolve_repo(REPO_ID, subfolder="adapters/af", use_bundled=False) == snapshot / "adapters" / "af"
-
-    # NB: peft 0.21 offline + Hub id + subfolder looks for "adapters/af/adapters/af/adapter_model.safetensors"
-    # (it prefixes the subfolder twice in load_peft_weights' offline branch). Load adapters through the
-    # resolved local folder instead, which works online and offline.
-    adapter_dir = resolve_repo(REPO_ID, subfolder="adapters/af", use_bundled=False)
-    lora = peft.PeftModel.from_pretrained(model, str(adapter_dir))
-    sa = {k: v for k, v in bundle["lora"].state_dict().items() if "lora_" in k}
-    sb = {k: v for k, v in lora.state_dict().items() if "lora_" in k}
-    assert sa and sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-def test_seeded_cache_serves_unreachable_endpoint_without_retries(bundle, tmp_path, monkeypatch):
-    """Not offline, endpoint down: the seeded refs + .no_exist markers avoid huggingface_hub's retry loop."""
-    import time
-
-    local_hub_env(monkeypatch, closed_port_endpoint(), cache_dir=tmp_path / "hf_home", offline=False)
-    seed_hf_cache(REPO_ID, root=bundle["root"])
-    start = time.perf_counter()
-    model = transformers.AutoModel.from_pretrained(REPO_ID)
-    assert time.perf_counter() - start < 10  # a single missing-file probe would retry for ~23 s
-    assert _state_equal(model, bundle["model"])
-
-
-def test_seed_is_idempotent_and_respects_foreign_refs(bundle, tmp_path):
-    cache = tmp_path / "cache"
-    first = seed_hf_cache(REPO_ID, cache_dir=cache, root=bundle["root"])
-    storage = cache / "models--tac-ecg--tiny-bert"
-    listing = sorted((p.relative_to(storage).as_posix(), p.is_symlink()) for p in storage.rglob("*"))
-    placed = [p for p in storage.rglob("*") if p.parent.name == "blobs" or "snapshots" in p.parts]
-    mtimes = {p: p.lstat().st_mtime_ns for p in placed}
-    second = seed_hf_cache([REPO_ID], cache_dir=cache, root=bundle["root"])
-    assert first == second
-    assert sorted((p.relative_to(storage).as_posix(), p.is_symlink()) for p in storage.rglob("*")) == listing
-    assert {p: p.lstat().st_mtime_ns for p in placed} == mtimes  # nothing rewritten
-
-    # copies instead of symlinks
-    copies = seed_hf_cache(REPO_ID, cache_dir=tmp_path / "copies", root=bundle["root"], use_symlinks=False)
-    weights = copies[REPO_ID] / "model.safetensors"
-    assert not weights.is_symlink() and weights.read_bytes() == (bundle["repo"] / "model.safetensors").read_bytes()
-
-    # a ref pointing at a real (non-bundled) download is kept unless force=True
-    foreign = "f" * 40
-    (storage / "snapshots" / foreign).mkdir()
-    (storage / "refs" / "main").write_text(foreign)
-    seed_hf_cache(REPO_ID, cache_dir=cache, root=bundle["root"])
-    assert (storage / "refs" / "main").read_text() == foreign
-    seed_hf_cache(REPO_ID, cache_dir=cache, root=bundle["root"], force=True)
-    assert (storage / "refs" / "main").read_text() == bundled_commit_hash(REPO_ID, bundle["root"])
-
-    # content change -> new commit, ref moves (it pointed to a bundled commit)
-    (bundle["repo"] / "README.md").write_text("changed\n")
-    third = seed_hf_cache(REPO_ID, cache_dir=cache, root=bundle["root"])
-    assert third[REPO_ID] != first[REPO_ID]
-    assert (storage / "refs" / "main").read_text() == third[REPO_ID].name
-
-    with pytest.raises(KeyError, match="no bundled checkpoint"):
-        seed_hf_cache("tac-ecg/nope", cache_dir=cache, root=bundle["root"])
-
-
-def test_resolve_repo_falls_back_to_bundled(bundle, tmp_path, monkeypatch):
-    local_hub_env(monkeypatch, closed_port_endpoint(), cache_dir=tmp_path / "hf_home")
+def test_resolved_by_path_without_the_cache(bundle, monkeypatch):
     root = bundle["root"]
-    assert resolve_repo(REPO_ID, bundled_root=root) == bundle["repo"]  # unreachable -> bundled
-    assert resolve_repo(REPO_ID, subfolder="adapters/af", bundled_root=root) == bundle["repo"] / "adapters" / "af"
-    assert resolve_repo(REPO_ID, bundled_root=root, prefer_bundled=True) == bundle["repo"]
-    with pytest.raises(HubAccessError) as info:
-        resolve_repo(REPO_ID, bundled_root=root, use_bundled=False)
-    assert info.value.kind == HubErrorKind.UNREACHABLE
-    with pytest.raises(HubAccessError):  # a specific revision is never served from the bundle
-        resolve_repo(REPO_ID, revision="v2", bundled_root=root)
+    local_hub_env(monkeypatch, closed_port_endpoint(), offline=False)
+    assert resolve_repo(REPO_ID, root=root) == bundle["repo"]
+    assert resolve_repo(REPO_ID, subfolder="cinc2017", root=root) == bundle["repo"] / "cinc2017"
+    assert list_task_adapters(REPO_ID, root=root) == TASKS
+    assert list_task_adapters(bundle["repo"]) == TASKS  # a local folder
+    assert not Path(constants.HF_HUB_CACHE).exists()  # nothing written
 
 
-def test_push_bundled_to_local_hub(bundle, tmp_path, monkeypatch):
-    with LocalHubServer() as hub:
-        local_hub_env(monkeypatch, hub, cache_dir=tmp_path / "hf_home")
-        commit = push_bundled(REPO_ID, root=bundle["root"])
-        files = HfApi().list_repo_files(REPO_ID)
-        assert {f.path for f in bundled_files(REPO_ID, bundle["root"])} <= set(files)
-        assert not any("__pycache__" in f or f.endswith(".pyc") or "DS_Store" in f for f in files)
-        assert commit.oid == HfApi().model_info(REPO_ID).sha
-
-        # explicit endpoint/token, other target repo, private, on a branch
-        other = push_bundled(REPO_ID, endpoint=hub.endpoint, token="t", private=True, root=bundle["root"],
-                             target_repo_id="me/copy", revision="dev")
-        info = HfApi(endpoint=hub.endpoint, token="t").model_info("me/copy", revision="dev")
-        assert info.private and info.sha == other.oid
-
-        loaded = transformers.AutoModel.from_pretrained(REPO_ID)
-        assert _state_equal(loaded, bundle["model"])
+def test_bundled_copy_stands_in_when_the_hub_cannot_serve(bundle, monkeypatch, caplog):
+    root = bundle["root"]
+    monkeypatch.setenv("TAC_ECG_PREFER_HUB", "1")
+    with caplog.at_level(logging.WARNING, logger="tac_ecg_hf"):
+        assert resolve_repo(REPO_ID, root=root) == bundle["repo"]  # offline, empty cache
+    assert caplog.messages == [f"HF_HUB_OFFLINE=1 and '{REPO_ID}' (revision 'main') is not in the cache at "
+                                f"{constants.HF_HUB_CACHE}/models--tac-ecg--tiny; run once online or point to a local "
+                                f"directory. Using the copy of '{REPO_ID}' bundled with tac-ecg-hf."]
+    caplog.clear()
+    local_hub_env(monkeypatch, closed_port_endpoint(), offline=False)
+    with caplog.at_level(logging.WARNING, logger="tac_ecg_hf"):
+        assert list_task_adapters(REPO_ID, root=root) == TASKS
+    assert caplog.messages[0].startswith("cannot reach http://127.0.0.1:")
+    with LocalHubServer() as hub:  # a live Hub that does not know the id
+        local_hub_env(monkeypatch, hub, offline=False)
+        assert resolve_repo(REPO_ID, root=root) == bundled_path(REPO_ID, root)
+        with pytest.raises(HubAccessError, match="repository 'tac-ecg/tiny' not found"):
+            resolve_repo(REPO_ID, revision="v2", root=root)  # a revision is never served from the bundle
         assert hub.errors == []
 
-    with pytest.raises(HubAccessError, match="cannot reach"):
-        push_bundled(REPO_ID, endpoint=closed_port_endpoint(), token="t", root=bundle["root"])
-    with pytest.raises(KeyError):
-        push_bundled("tac-ecg/nope", root=bundle["root"])
+
+def test_import_writes_and_logs_nothing(tmp_path):
+    out = _python("import tac_ecg_hf, tac_ecg_hf.hub", tmp_path / "home")
+    assert out.returncode == 0 and out.stderr == "", out.stderr[-2000:]
+    assert not (tmp_path / "home").exists()
+
+
+def test_seed_then_plain_from_pretrained_offline_in_a_fresh_process(bundle, tmp_path):
+    home = tmp_path / "home"
+    snapshots = seed_hf_cache(cache_dir=home / "hub", root=bundle["root"])
+    commit = bundled_commit_hash(REPO_ID, bundle["root"])
+    storage = home / "hub" / "models--tac-ecg--tiny"
+    assert snapshots == [storage / "snapshots" / commit]
+    assert (storage / "refs" / "main").read_text() == commit
+    assert (snapshots[0] / "model.safetensors").resolve().parent == (storage / "blobs").resolve()
+    assert not list(snapshots[0].rglob("*.pyc"))
+    torch.save(bundle["model"].base_model.model.state_dict(), tmp_path / "expected.pt")
+    code = f"""
+import torch, tac_ecg_hf
+from pathlib import Path
+from huggingface_hub import snapshot_download
+from peft import PeftModel
+from transformers import AutoModelForSequenceClassification
+base = AutoModelForSequenceClassification.from_pretrained({REPO_ID!r})
+repo = Path(snapshot_download({REPO_ID!r}))
+model = PeftModel.from_pretrained(base, str(repo / "cinc2017"), adapter_name="cinc2017")
+expected = torch.load({str(tmp_path / "expected.pt")!r})
+got = model.base_model.model.state_dict()
+print(sorted(k for k in expected if "cinc2017" in k and not torch.equal(expected[k], got[k])))
+"""
+    out = _python(code, home)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "[]"  # the cinc2017 adapter weights came back exactly
+    assert out.stderr == ""  # quiet: no probe of a missing file, no warning
+    # online with the endpoint down: huggingface_hub says it uses the cache; the .no_exist markers spare each
+    # optional file it probes the ~23 s of retries
+    start = time.perf_counter()
+    out = _python(code, home, HF_HUB_OFFLINE="0", HF_ENDPOINT=closed_port_endpoint())
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-3000:]
+    assert time.perf_counter() - start < 30 and "Retrying" not in out.stderr
+
+
+def test_seed_is_idempotent_silent_and_follows_bundle_updates(bundle, tmp_path, caplog, recwarn):
+    cache = tmp_path / "cache"
+    storage = cache / "models--tac-ecg--tiny"
+    with caplog.at_level(logging.DEBUG):
+        first = seed_hf_cache(REPO_ID, cache_dir=cache, root=bundle["root"])
+        state = {p: p.lstat().st_mtime_ns for p in storage.rglob("*")}
+        assert seed_hf_cache([REPO_ID], cache_dir=cache, root=bundle["root"]) == first
+    assert {p: p.lstat().st_mtime_ns for p in storage.rglob("*")} == state  # nothing rewritten
+    assert [r for r in caplog.records if r.name.startswith("tac_ecg_hf")] == [] and len(recwarn) == 0
+    # a new bundled version (package upgrade) moves refs/main, which pointed to the previous bundled copy
+    (bundle["repo"] / "config.json").write_text(json.dumps({**json.loads((bundle["repo"] / "config.json").read_text()),
+                                                            "note": "v2"}))
+    second = seed_hf_cache(REPO_ID, cache_dir=cache, root=bundle["root"])
+    assert second != first
+    assert (storage / "refs" / "main").read_text() == (storage / "refs" / BUNDLED_REF).read_text() == second[0].name
+
+
+def test_a_hub_copy_always_wins(bundle, tmp_path, monkeypatch):
+    """The Hub hosts another version of the id: online loading returns it, and seeding never moves refs/main back."""
+    seed_hf_cache(REPO_ID, root=bundle["root"])
+    hub_model = tiny_classifier(seed=1)
+    with LocalHubServer() as hub:
+        local_hub_env(monkeypatch, hub, offline=False)
+        hub_model.push_to_hub(REPO_ID)
+        head = hub.head(REPO_ID)
+        loaded = AutoModelForSequenceClassification.from_pretrained(REPO_ID)
+        assert state_equal(loaded, hub_model) and not state_equal(loaded, bundle["model"].base_model.model)
+        assert hub.errors == []
+    storage = Path(constants.HF_HUB_CACHE) / "models--tac-ecg--tiny"
+    assert (storage / "refs" / "main").read_text() == head
+    seed_hf_cache(REPO_ID, root=bundle["root"])
+    assert (storage / "refs" / "main").read_text() == head
+    local_hub_env(monkeypatch, offline=True)
+    assert state_equal(AutoModelForSequenceClassification.from_pretrained(REPO_ID), hub_model)
+    # the bundled copy stays reachable offline under its own ref
+    bundled = snapshot_download(REPO_ID, revision=BUNDLED_REF)
+    assert Path(bundled).name == bundled_commit_hash(REPO_ID, bundle["root"])
+
+
+def test_real_bundled_checkpoint_offline_after_seeding(tmp_path):
+    """The one test on the package's own checkpoints: seed, then plain transformers offline in a fresh process."""
+    if bundled_path("tac-ecg/resnet-cetp") is None:
+        pytest.skip("tac-ecg/resnet-cetp is not bundled in this installation")
+    home = tmp_path / "home"
+    seed_hf_cache(["tac-ecg/resnet-cetp"], cache_dir=home / "hub")
+    out = _python("import tac_ecg_hf\nfrom transformers import AutoModel\n"
+                  "print(type(AutoModel.from_pretrained('tac-ecg/resnet-cetp')).__name__)", home)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["ResNet1dModel"]

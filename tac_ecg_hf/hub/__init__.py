@@ -1,38 +1,50 @@
-"""Hugging Face Hub helpers: readable errors, checkpoint resolution, bundled checkpoints.
+"""The Hub side of tac-ecg-hf, on huggingface_hub's public API.
 
-* :class:`HubAccessError`, :func:`hub_errors`, :func:`translate_hub_error` -- turn
-  ``huggingface_hub``/``transformers``/``peft`` download errors into one clear message.
-* :func:`resolve_repo`, :func:`resolve_file` -- local directory, then Hub/cache, then bundled copy.
-* :func:`bundled_repo_ids`, :func:`bundled_path`, :func:`seed_hf_cache`, :func:`push_bundled` --
-  checkpoints shipped in ``tac_ecg_hf/checkpoints/<org>/<name>/``.
+* :func:`resolve_repo`, :func:`list_task_adapters` -- a model repo on disk: local folder, bundled copy, or the Hub
+  through its cache; its task adapter subfolders.
+* :func:`describe_hub_error`, :class:`HubAccessError`, :func:`hub_errors` -- one-line messages from huggingface_hub's
+  typed errors.
+* :func:`bundled_repo_ids`, :func:`bundled_path`, :func:`seed_hf_cache` -- the checkpoints shipped in
+  ``tac_ecg_hf/checkpoints/<org>/<name>/``, and copying them into the Hugging Face cache on request.
+* :func:`push_run`, :func:`build_model_card`, :func:`write_card_metadata` -- publishing a trained run with its card.
 """
 
-from .bundled import (
-    CHECKPOINTS_ROOT,
-    BundledFile,
-    bundled_commit_hash,
-    bundled_files,
-    bundled_path,
-    bundled_repo_ids,
-    push_bundled,
-    seed_hf_cache,
+from .bundled import BUNDLED_REF, CHECKPOINTS_ROOT, bundled_commit_hash, bundled_path, bundled_repo_ids, seed_hf_cache
+from .card import (
+    CARD_METADATA,
+    GENERATED_MARKER,
+    RunMetadata,
+    build_model_card,
+    hub_model_id,
+    read_run_metadata,
+    write_card_metadata,
+    write_model_card,
 )
-from .errors import HubAccessError, HubErrorKind, hub_errors, translate_hub_error
-from .resolve import resolve_file, resolve_repo
+from .errors import HubAccessError, describe_hub_error, hub_errors, is_hub_unavailable
+from .publish import push_run
+from .resolve import list_task_adapters, resolve_repo, task_adapters_in
 
 __all__ = [
+    "BUNDLED_REF",
+    "CARD_METADATA",
     "CHECKPOINTS_ROOT",
-    "BundledFile",
+    "GENERATED_MARKER",
     "HubAccessError",
-    "HubErrorKind",
+    "RunMetadata",
+    "build_model_card",
     "bundled_commit_hash",
-    "bundled_files",
     "bundled_path",
     "bundled_repo_ids",
+    "describe_hub_error",
     "hub_errors",
-    "push_bundled",
-    "resolve_file",
+    "hub_model_id",
+    "is_hub_unavailable",
+    "list_task_adapters",
+    "push_run",
+    "read_run_metadata",
     "resolve_repo",
     "seed_hf_cache",
-    "translate_hub_error",
+    "task_adapters_in",
+    "write_card_metadata",
+    "write_model_card",
 ]

@@ -1,434 +1,179 @@
-"""Checkpoints shipped inside the package, in Hugging Face Hub repo layout.
+"""Checkpoints shipped inside the package, as Hub repos: ``tac_ecg_hf/checkpoints/<org>/<name>/``.
 
-A bundled checkpoint lives in ``tac_ecg_hf/checkpoints/<org>/<name>/`` exactly as it would on
-the Hub (``config.json``, ``model.safetensors``, ``README.md``, adapters under
-``adapters/<task>/adapter_config.json`` + ``adapter_model.safetensors``, ...), so the folder can
-be loaded directly (``from_pretrained(bundled_path(...))``), copied into the Hugging Face cache
-(:func:`seed_hf_cache`, after which ``from_pretrained("<org>/<name>")`` works with
-``HF_HUB_OFFLINE=1``), or uploaded (:func:`push_bundled`).
-
-Every function takes ``root=`` (default: the package's ``checkpoints`` directory) so tests can
-use a fake tree.
+A bundled checkpoint is a folder in the repo layout (encoder + preprocessor at the root, task adapters in
+subfolders, ``cetp/``); :func:`~tac_ecg_hf.hub.resolve_repo` uses it by path. :func:`seed_hf_cache` copies it into
+the Hugging Face cache on request, so that plain ``from_pretrained("<org>/<name>")`` finds it offline. Every function
+takes ``root=`` (default: the package's ``checkpoints`` folder) so that tests can use a fake tree.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fnmatch
 import hashlib
-import json
-import logging
 import os
 import shutil
-import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
 
-from huggingface_hub import constants as hf_constants
+from huggingface_hub import constants
+from huggingface_hub.file_download import are_symlinks_supported, repo_folder_name
 
-from .errors import hub_errors
-
-__all__ = [
-    "CHECKPOINTS_ROOT",
-    "BundledFile",
-    "bundled_repo_ids",
-    "bundled_path",
-    "bundled_files",
-    "bundled_commit_hash",
-    "seed_hf_cache",
-    "push_bundled",
-]
-
-logger = logging.getLogger(__name__)
+__all__ = ["CHECKPOINTS_ROOT", "BUNDLED_REF", "bundled_repo_ids", "bundled_path", "bundled_commit_hash",
+           "seed_hf_cache"]
 
 CHECKPOINTS_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
 
-# Files the Hub stores with git-LFS by default (their cache blob is named by sha256, like a real
-# download); everything else is a regular git blob (cache blob named by its git sha1).
-LFS_PATTERNS = (
-    "*.7z", "*.arrow", "*.bin", "*.bz2", "*.ckpt", "*.gz", "*.h5", "*.joblib", "*.model", "*.msgpack",
-    "*.npy", "*.npz", "*.onnx", "*.ot", "*.parquet", "*.pb", "*.pickle", "*.pkl", "*.pt", "*.pth",
-    "*.safetensors", "*.tar", "*.tflite", "*.wasm", "*.xz", "*.zip", "*.zst",
-)
-LFS_SIZE_THRESHOLD = 10 * 1024 * 1024
+#: Ref that :func:`seed_hf_cache` writes next to ``refs/main`` in the cache: the commit of the last bundled copy it
+#: placed, which is how it tells its own ``refs/main`` (which it may move) from a real Hub download's (which it
+#: never moves). ``revision="tac-ecg-hf-bundled"`` loads the bundled copy whatever ``main`` is.
+BUNDLED_REF = "tac-ecg-hf-bundled"
 
-# Never part of a bundled repo.
-_IGNORED_NAMES = {"__pycache__", ".git", ".cache", ".ipynb_checkpoints", ".DS_Store"}
-_IGNORED_PATTERNS = ("*.pyc", "*.pyo", "*.tmp", "*.incomplete", "*.lock")
-_KEPT_DOTFILES = {".gitattributes", ".gitignore"}
-_SEED_MARKER = ".tac_ecg_bundled.json"
+# Files the Hub stores with git-LFS by default: the cache names their blob by sha256, like a real download; other
+# files are regular git blobs, named by their git sha1.
+_LFS_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.onnx", "*.npz", "*.npy",
+                 "*.parquet", "*.arrow", "*.zip", "*.gz", "*.tar", "*.model", "*.msgpack")
+_LFS_SIZE = 10 * 2**20
+_IGNORED = ("__pycache__", "*.pyc", "*.pyo", ".*")
 
-# Optional files transformers / peft look for while loading. A seeded commit is an immutable, complete
-# snapshot, so those it lacks are recorded in ``.no_exist/<commit>/`` (as huggingface_hub does after a
-# 404): loaders then skip them without a network call -- without the marker each probe costs a HEAD
-# request, and ~23 s of retries when the endpoint is unreachable and HF_HUB_OFFLINE is not set.
-_PROBED_FILES = (
-    "adapter_config.json", "adapter_model.safetensors", "adapter_model.bin",
-    "config.json", "generation_config.json", "custom_generate/generate.py",
-    "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
-    "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
-    "preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json",
-    "chat_template.json", "chat_template.jinja", "README.md",
-)
+# Optional files that transformers and PEFT ask the cache for when loading a model or an adapter. A seeded commit is
+# complete, so those it lacks get a ``.no_exist/<commit>/<path>`` marker, as huggingface_hub writes after a 404:
+# loaders then skip them without a network call (and without retries when the endpoint is down).
+_PROBED = ("adapter_config.json", "adapter_model.safetensors", "config.json", "generation_config.json",
+           "model.safetensors", "model.safetensors.index.json", "preprocessor_config.json", "processor_config.json",
+           "tokenizer_config.json", "chat_template.jinja", "chat_template.json", "custom_generate/generate.py")
 
 
 def _root(root: str | os.PathLike | None) -> Path:
     return Path(root) if root is not None else CHECKPOINTS_ROOT
 
 
-def _ignored(name: str) -> bool:
-    if name in _IGNORED_NAMES:
-        return True
-    if name.startswith(".") and name not in _KEPT_DOTFILES:
-        return True
-    return any(fnmatch.fnmatch(name, pat) for pat in _IGNORED_PATTERNS)
-
-
-def _iter_files(folder: Path) -> Iterable[str]:
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
+def _files(folder: Path) -> Iterator[str]:
+    """Relative posix paths of the repo files under ``folder``, sorted (caches and hidden files left out)."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not any(fnmatch(d, p) for p in _IGNORED))
         for name in sorted(filenames):
-            if not _ignored(name):
+            if not any(fnmatch(name, p) for p in _IGNORED):
                 yield (Path(dirpath) / name).relative_to(folder).as_posix()
 
 
-def _split_repo_id(repo_id: str) -> tuple[str, str]:
-    parts = repo_id.strip().split("/")
-    if len(parts) != 2 or not all(parts) or any(p in (".", "..") or p.startswith(".") for p in parts):
-        raise ValueError(f"expected a repo id of the form 'org/name', got {repo_id!r}")
-    return parts[0], parts[1]
-
-
-def _is_repo_dir(path: Path) -> bool:
-    return path.is_dir() and next(iter(_iter_files(path)), None) is not None
-
-
 def bundled_repo_ids(root: str | os.PathLike | None = None) -> list[str]:
-    """Ids (``org/name``) of the checkpoints bundled under ``root``, sorted."""
+    """Ids (``org/name``) of the bundled checkpoints, sorted: the ``<org>/<name>/`` folders holding a
+    ``config.json``."""
     base = _root(root)
-    if not base.is_dir():
-        return []
-    ids = []
-    for org in sorted(base.iterdir()):
-        if not org.is_dir() or _ignored(org.name) or org.name.startswith("_"):
-            continue
-        for name in sorted(org.iterdir()):
-            if name.is_dir() and not _ignored(name.name) and not name.name.startswith("_") and _is_repo_dir(name):
-                ids.append(f"{org.name}/{name.name}")
-    return ids
+    return sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in base.glob("*/*/config.json")
+                  if not any(part.startswith((".", "_")) for part in p.relative_to(base).parts[:2]))
 
 
 def bundled_path(repo_id: str, root: str | os.PathLike | None = None) -> Path | None:
-    """Folder of the bundled checkpoint ``repo_id`` (``org/name``), or ``None`` if not bundled."""
-    try:
-        org, name = _split_repo_id(repo_id)
-    except ValueError:
-        return None
-    path = _root(root) / org / name
-    return path if _is_repo_dir(path) else None
+    """Folder of the bundled checkpoint ``repo_id``, or ``None`` when none is bundled under that id."""
+    return _root(root) / repo_id if str(repo_id) in bundled_repo_ids(root) else None
+
+
+def _blob_ids(path: Path, rel: str) -> tuple[str, str]:
+    """(git blob id as the Hub lists it, cache blob name) of one file: for an LFS file the git blob is its pointer
+    and the cache blob is named by the content's sha256; for a regular file both are its git sha1."""
+    data = path.read_bytes()
+    size = len(data)
+    if size and (size >= _LFS_SIZE or any(fnmatch(rel.rsplit("/", 1)[-1], p) for p in _LFS_PATTERNS)):
+        sha256 = hashlib.sha256(data).hexdigest()
+        pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+        return hashlib.sha1(b"blob %d\0" % len(pointer) + pointer).hexdigest(), sha256
+    oid = hashlib.sha1(b"blob %d\0" % size + data).hexdigest()
+    return oid, oid
+
+
+def _manifest(folder: Path) -> tuple[str, dict[str, str]]:
+    """(commit id, {path: cache blob name}); the commit id is a sha1 over the paths and git blob ids, so it changes
+    exactly when a file does."""
+    commit, blobs = hashlib.sha1(b"tac-ecg-hf bundled checkpoint\n"), {}
+    for rel in _files(folder):
+        oid, blobs[rel] = _blob_ids(folder / rel, rel)
+        commit.update(f"{rel}\0{oid}\n".encode())
+    return commit.hexdigest(), blobs
 
 
 def _require(repo_id: str, root: str | os.PathLike | None) -> Path:
-    path = bundled_path(repo_id, root)
-    if path is None:
-        available = ", ".join(bundled_repo_ids(root)) or "none"
-        raise KeyError(f"no bundled checkpoint {repo_id!r} under {_root(root)} (available: {available})")
-    return path
-
-
-@dataclass(frozen=True)
-class BundledFile:
-    """One file of a bundled repo with the ids the Hub would give it."""
-
-    path: str  # relative posix path inside the repo
-    size: int
-    git_oid: str  # git blob sha1 (of the LFS pointer for LFS files), what the Hub lists as ``oid``
-    sha256: str | None  # set for LFS files
-    etag: str  # cache blob name: sha256 for LFS files, git sha1 otherwise
-
-    @property
-    def is_lfs(self) -> bool:
-        return self.sha256 is not None
-
-
-def _is_lfs(rel: str, size: int) -> bool:
-    name = rel.rsplit("/", 1)[-1]
-    return size >= LFS_SIZE_THRESHOLD or any(fnmatch.fnmatch(name, pat) for pat in LFS_PATTERNS)
-
-
-def _hash_file(path: Path, rel: str) -> BundledFile:
-    size = path.stat().st_size
-    sha1 = hashlib.sha1(b"blob %d\0" % size)
-    sha256 = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            sha1.update(chunk)
-            sha256.update(chunk)
-    if size > 0 and _is_lfs(rel, size):
-        digest = sha256.hexdigest()
-        pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{digest}\nsize {size}\n".encode()
-        git_oid = hashlib.sha1(b"blob %d\0" % len(pointer) + pointer).hexdigest()
-        return BundledFile(rel, size, git_oid, digest, digest)
-    oid = sha1.hexdigest()
-    return BundledFile(rel, size, oid, None, oid)
-
-
-def bundled_files(repo_id: str, root: str | os.PathLike | None = None) -> list[BundledFile]:
-    """Files of a bundled repo (ignoring caches, ``.pyc``, hidden files) with their Hub ids."""
-    folder = _require(repo_id, root)
-    return [_hash_file(folder / rel, rel) for rel in _iter_files(folder)]
-
-
-def _commit_hash(files: list[BundledFile]) -> str:
-    h = hashlib.sha1(b"tac-ecg-hf bundled checkpoint v1\n")
-    for f in sorted(files, key=lambda f: f.path):
-        h.update(f"{f.path}\0{f.git_oid}\0{f.size}\n".encode())
-    return h.hexdigest()
+    folder = bundled_path(repo_id, root)
+    if folder is None:
+        raise KeyError(f"no bundled checkpoint {repo_id!r}; bundled: {', '.join(bundled_repo_ids(root)) or 'none'}")
+    return folder
 
 
 def bundled_commit_hash(repo_id: str, root: str | os.PathLike | None = None) -> str:
-    """Deterministic 40-hex pseudo commit id of a bundled repo (a hash of its file contents)."""
-    return _commit_hash(bundled_files(repo_id, root))
+    """The 40-hex commit id under which :func:`seed_hf_cache` files the bundled ``repo_id`` (a hash of its files)."""
+    return _manifest(_require(repo_id, root))[0]
 
 
-# ---------------------------------------------------------------------------------------------
-# Seeding the Hugging Face cache
-# ---------------------------------------------------------------------------------------------
+def _read(path: Path) -> str | None:
+    return path.read_text().strip() if path.is_file() else None
 
 
-def _symlinks_ok(cache_dir: Path, use_symlinks: bool | None) -> bool:
-    if use_symlinks is not None:
-        return use_symlinks
-    if hf_constants.HF_HUB_DISABLE_SYMLINKS:
-        return False
-    try:
-        from huggingface_hub.file_download import are_symlinks_supported
-
-        return are_symlinks_supported(str(cache_dir))
-    except Exception:  # pragma: no cover - very old/new huggingface_hub
-        return os.name != "nt"
-
-
-def _atomic_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
+def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def _place_pointer(blob: Path, pointer: Path, symlink: bool) -> None:
-    """Make ``pointer`` (snapshot file) resolve to ``blob``; idempotent."""
-    rel_target = os.path.relpath(blob, pointer.parent)
-    if pointer.is_symlink():
-        if symlink and os.readlink(pointer) == rel_target:
-            return
-        pointer.unlink()
-    elif pointer.exists():
-        if not symlink and pointer.stat().st_size == blob.stat().st_size and _same_content(pointer, blob):
-            return
-        pointer.unlink()
-    pointer.parent.mkdir(parents=True, exist_ok=True)
-    if symlink:
-        tmp = pointer.with_name(f".{pointer.name}.{uuid.uuid4().hex}.tmp")
-        os.symlink(rel_target, tmp)
-        os.replace(tmp, pointer)
-    else:
-        _atomic_copy(blob, pointer)
-
-
-def _same_content(a: Path, b: Path) -> bool:
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        while True:
-            ca, cb = fa.read(1 << 20), fb.read(1 << 20)
-            if ca != cb:
-                return False
-            if not ca:
-                return True
-
-
-def _write_tree_cache(storage: Path, commit: str, files: list[BundledFile]) -> None:
-    """Record the file list of the commit (lets huggingface_hub tell the snapshot is complete)."""
-    try:
-        from huggingface_hub._tree_cache import TreeCacheEntry, write_tree_cache
-    except ImportError:  # pragma: no cover - huggingface_hub without tree cache
-        return
-    entries = {
-        f.path: TreeCacheEntry(
-            size=f.size,
-            blob_id=f.git_oid,
-            lfs_sha256=f.sha256,
-            lfs_size=f.size if f.is_lfs else None,
-        )
-        for f in files
-    }
-    write_tree_cache(str(storage), commit, entries)
-
-
-def _mark_missing(storage: Path, commit: str, present: set[str]) -> None:
-    """Write ``.no_exist`` markers for commonly probed files absent from the snapshot."""
-    folders = {""} | {p.rsplit("/", 1)[0] for p in present if "/" in p}
-    for folder in folders:
-        for name in _PROBED_FILES:
-            rel = f"{folder}/{name}" if folder else name
-            if rel in present:
-                continue
-            marker = storage / ".no_exist" / commit / Path(*rel.split("/"))
-            if not marker.exists():
-                with contextlib.suppress(OSError):
-                    marker.parent.mkdir(parents=True, exist_ok=True)
-                    marker.touch()
 
 
 def seed_hf_cache(
     repo_ids: str | Iterable[str] | None = None,
     cache_dir: str | os.PathLike | None = None,
-    revision: str = "main",
     *,
     root: str | os.PathLike | None = None,
-    use_symlinks: bool | None = None,
-    force: bool = False,
-) -> dict[str, Path]:
-    """Copy bundled checkpoints into the Hugging Face cache so Hub ids resolve offline.
+) -> list[Path]:
+    """Copy bundled checkpoints into the Hugging Face cache, so that ``from_pretrained("<org>/<name>")`` (transformers,
+    PEFT, ``snapshot_download``) finds them with ``HF_HUB_OFFLINE=1``. Returns the snapshot folders.
 
-    For each repo: blobs go to ``<cache>/models--org--name/blobs/<etag>`` (sha256 for LFS-type
-    files, git sha1 otherwise), ``snapshots/<commit>/...`` points to them (relative symlinks,
-    or copies where symlinks are unsupported), and ``refs/<revision>`` holds ``<commit>``, a
-    deterministic hash of the contents. The file list is recorded in ``trees/<commit>.json`` and
-    commonly probed optional files that the bundle lacks in ``.no_exist/<commit>/``.
+    The cache gets its documented layout (``huggingface_hub`` cache guide): ``models--<org>--<name>/blobs/<id>``
+    (sha256 for LFS-type files, git sha1 for the others), ``snapshots/<commit>/<path>`` linking to them (copies
+    where the file system has no symlinks), ``refs/main`` holding ``<commit>``, a hash of the bundled files (see
+    :func:`bundled_commit_hash`), and ``.no_exist/<commit>/`` markers for the optional files loaders probe for.
 
-    Afterwards ``AutoModel.from_pretrained("org/name")``, ``hf_hub_download`` and
-    ``snapshot_download`` resolve from the cache with ``HF_HUB_OFFLINE=1`` (or
-    ``local_files_only=True``), and also when the endpoint is unreachable. Online, the Hub is asked
-    first: if it does not know the repo, transformers raises -- use
-    :func:`~tac_ecg_hf.hub.resolve_repo`, which falls back to the bundled copy.
-
-    Idempotent: files already in place are left alone. If ``refs/<revision>`` already points to
-    a commit that did not come from a bundled checkpoint (e.g. a real download from the Hub),
-    it is kept unless ``force=True`` (the bundled snapshot is still added under its own commit).
+    A real Hub copy always wins: ``refs/main`` is written only when it is missing or still points to what an
+    earlier call placed (recorded in ``refs/tac-ecg-hf-bundled``, see :data:`BUNDLED_REF`); once a download from the
+    Hub moved it, it stays. Idempotent (files in place are not rewritten) and silent.
 
     Args:
         repo_ids: one id, several, or ``None`` for every bundled checkpoint.
-        cache_dir: hub cache directory (default ``huggingface_hub.constants.HF_HUB_CACHE``, i.e.
-            ``$HF_HUB_CACHE`` or ``$HF_HOME/hub``); same meaning as ``cache_dir=`` in
-            ``from_pretrained``/``hf_hub_download``.
-        revision: ref name to point at the bundled commit.
-        root: bundled checkpoints directory (default: the package's ``checkpoints``).
-        use_symlinks: force symlinks (True) or copies (False); default: what the cache supports.
-        force: overwrite a ref that points to a non-bundled commit.
-
-    Returns:
-        ``{repo_id: snapshot directory}``.
+        cache_dir: the hub cache (default ``huggingface_hub.constants.HF_HUB_CACHE``: ``$HF_HUB_CACHE`` or
+            ``$HF_HOME/hub``), as ``cache_dir=`` of ``from_pretrained``.
     """
-    if repo_ids is None:
-        ids = bundled_repo_ids(root)
-    elif isinstance(repo_ids, str):
-        ids = [repo_ids]
-    else:
-        ids = list(repo_ids)
-    cache = Path(cache_dir if cache_dir is not None else hf_constants.HF_HUB_CACHE).expanduser()
+    ids = bundled_repo_ids(root) if repo_ids is None else [repo_ids] if isinstance(repo_ids, str) else list(repo_ids)
+    cache = Path(cache_dir if cache_dir is not None else constants.HF_HUB_CACHE).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
-    symlink = _symlinks_ok(cache, use_symlinks)
-
-    out: dict[str, Path] = {}
+    symlinks = are_symlinks_supported(cache)
+    snapshots = []
     for repo_id in ids:
         src = _require(repo_id, root)
-        files = [_hash_file(src / rel, rel) for rel in _iter_files(src)]
-        commit = _commit_hash(files)
-        storage = cache / ("models--" + repo_id.replace("/", "--"))
+        commit, blobs = _manifest(src)
+        storage = cache / repo_folder_name(repo_id=repo_id, repo_type="model")
         snapshot = storage / "snapshots" / commit
-
-        for f in files:
-            blob = storage / "blobs" / f.etag
-            if not (blob.is_file() and blob.stat().st_size == f.size):
-                _atomic_copy(src / f.path, blob)
-            _place_pointer(blob, snapshot.joinpath(*f.path.split("/")), symlink)
-
-        _write_tree_cache(storage, commit, files)
-        _mark_missing(storage, commit, {f.path for f in files})
-
-        marker_path = storage / _SEED_MARKER
-        try:
-            marker: dict[str, Any] = json.loads(marker_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            marker = {}
-        seeded = set(marker.get("commits", []))
-        ref = storage / "refs" / revision
-        current = ref.read_text(encoding="utf-8").strip() if ref.is_file() else None
-        if current != commit:
-            foreign = current is not None and current not in seeded and (storage / "snapshots" / current).is_dir()
-            if foreign and not force:
-                logger.warning(
-                    "Not moving refs/%s of %s: it points to %s (not a bundled checkpoint). The bundled snapshot is "
-                    "available as revision=%r; pass force=True to make it the default.",
-                    revision, repo_id, current, commit,
-                )
+        for rel, blob_name in blobs.items():
+            blob, link = storage / "blobs" / blob_name, snapshot / rel
+            if not blob.is_file():
+                blob.parent.mkdir(parents=True, exist_ok=True)
+                tmp = blob.with_name(f".{blob_name}.{os.getpid()}.tmp")
+                shutil.copyfile(src / rel, tmp)
+                os.replace(tmp, blob)
+            if link.exists():
+                continue
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if symlinks:
+                link.unlink(missing_ok=True)  # a dangling link
+                link.symlink_to(os.path.relpath(blob, link.parent))
             else:
-                _atomic_write_text(ref, commit)
-        if commit not in seeded:
-            seeded.add(commit)
-            _atomic_write_text(marker_path, json.dumps({"repo_id": repo_id, "commits": sorted(seeded)}, indent=1))
-        out[repo_id] = snapshot
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Uploading
-# ---------------------------------------------------------------------------------------------
-
-
-def push_bundled(
-    repo_id: str,
-    endpoint: str | None = None,
-    token: str | bool | None = None,
-    private: bool = False,
-    *,
-    root: str | os.PathLike | None = None,
-    target_repo_id: str | None = None,
-    revision: str | None = None,
-    commit_message: str | None = None,
-):
-    """Upload a bundled checkpoint folder to a Hub (``HfApi.create_repo`` + ``upload_folder``).
-
-    Args:
-        repo_id: bundled checkpoint id (``org/name``).
-        endpoint: Hub URL (default: ``HF_ENDPOINT`` / huggingface.co).
-        token: token to use (default: the logged-in one).
-        private: create the repo as private (ignored if it already exists).
-        root: bundled checkpoints directory (default: the package's).
-        target_repo_id: upload to another repo id (default: ``repo_id``).
-        revision: branch to commit to (created from ``main`` if missing).
-        commit_message: default ``"Upload <repo_id> (tac-ecg-hf bundled checkpoint)"``.
-
-    Returns:
-        The ``huggingface_hub.CommitInfo`` of the upload. Hub failures are raised as
-        :class:`~tac_ecg_hf.hub.errors.HubAccessError`.
-    """
-    from huggingface_hub import HfApi
-
-    folder = _require(repo_id, root)
-    target = target_repo_id or repo_id
-    api = HfApi(endpoint=endpoint, token=token)
-    with hub_errors(target, revision, endpoint=api.endpoint):
-        api.create_repo(target, private=private, exist_ok=True)
-        if revision not in (None, "main"):
-            api.create_branch(target, branch=revision, exist_ok=True)
-        return api.upload_folder(
-            folder_path=folder,
-            repo_id=target,
-            revision=revision,
-            commit_message=commit_message or f"Upload {repo_id} (tac-ecg-hf bundled checkpoint)",
-            ignore_patterns=["__pycache__", "__pycache__/*", "*.pyc", "*.pyo", ".DS_Store", ".ipynb_checkpoints/*"],
-        )
+                shutil.copyfile(blob, link)
+        for folder in {""} | {rel.rsplit("/", 1)[0] + "/" for rel in blobs if "/" in rel}:
+            for name in _PROBED:
+                if folder + name not in blobs:
+                    marker = storage / ".no_exist" / commit / folder / name
+                    if not marker.exists():
+                        marker.parent.mkdir(parents=True, exist_ok=True)
+                        marker.touch()
+        main, ours = storage / "refs" / "main", storage / "refs" / BUNDLED_REF
+        if _read(main) in (None, _read(ours), commit) and _read(main) != commit:
+            _write(main, commit)
+        if _read(ours) != commit:
+            _write(ours, commit)
+        snapshots.append(snapshot)
+    return snapshots

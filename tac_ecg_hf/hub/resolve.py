@@ -1,4 +1,4 @@
-"""Find a checkpoint folder: local directory, then the Hub (or its cache), then bundled copies."""
+"""Find a model repo on disk: a local folder, the bundled copy, or the Hub through its cache."""
 
 from __future__ import annotations
 
@@ -6,139 +6,94 @@ import logging
 import os
 from pathlib import Path
 
-from .bundled import bundled_path
-from .errors import HubAccessError, HubErrorKind, hub_errors
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
-__all__ = ["resolve_repo", "resolve_file"]
+from .bundled import bundled_path
+from .errors import HubAccessError, describe_hub_error, is_hub_unavailable
+
+__all__ = ["resolve_repo", "list_task_adapters", "task_adapters_in"]
 
 logger = logging.getLogger(__name__)
 
-# Failures after which a bundled copy may stand in for the Hub repo.
-_BUNDLED_FALLBACK_KINDS = {
-    HubErrorKind.UNREACHABLE,
-    HubErrorKind.OFFLINE_NOT_CACHED,
-    HubErrorKind.NOT_CACHED,
-    HubErrorKind.REPO_NOT_FOUND,
-    HubErrorKind.SERVER_ERROR,
-}
 
-
-def _local_dir(repo_id: str | os.PathLike) -> Path | None:
-    path = Path(repo_id).expanduser()
-    return path if path.is_dir() else None
-
-
-def _bundled(repo_id: str, revision: str | None, subfolder: str | None, bundled_root) -> Path | None:
-    if revision not in (None, "main"):
-        return None
-    path = bundled_path(str(repo_id), bundled_root)
-    if path is None:
-        return None
-    target = path / subfolder if subfolder else path
-    return target if target.exists() else None
+def _prefer_bundled(revision: str | None) -> bool:
+    return revision is None and not os.environ.get("TAC_ECG_PREFER_HUB")
 
 
 def resolve_repo(
     repo_id: str | os.PathLike,
     revision: str | None = None,
     subfolder: str | None = None,
-    allow_patterns: str | list[str] | None = None,
     *,
-    ignore_patterns: str | list[str] | None = None,
+    allow_patterns: list[str] | None = None,
     cache_dir: str | os.PathLike | None = None,
     token: str | bool | None = None,
     endpoint: str | None = None,
     local_files_only: bool = False,
-    repo_type: str = "model",
-    use_bundled: bool = True,
-    prefer_bundled: bool = False,
-    bundled_root: str | os.PathLike | None = None,
+    root: str | os.PathLike | None = None,
 ) -> Path:
-    """Local folder holding ``repo_id`` (optionally only ``subfolder``), downloading if needed.
+    """The local folder of ``repo_id`` (or of its ``subfolder``):
 
-    Order: an existing local directory ``repo_id``; with ``prefer_bundled=True`` a bundled
-    checkpoint; ``huggingface_hub.snapshot_download`` (which uses the cache, and only the cache
-    with ``HF_HUB_OFFLINE=1``/``local_files_only=True``); finally, when the Hub cannot provide it
-    (unreachable, offline without cache, repository unknown) and ``revision`` is ``None``/``main``,
-    a bundled checkpoint of the same id (``use_bundled=True``).
-
-    ``subfolder`` (e.g. ``"adapters/af"``) limits the download to that folder (unless
-    ``allow_patterns`` is given) and the returned path points into it.
+    1. ``repo_id`` itself when it is an existing directory;
+    2. the checkpoint bundled with the package under that id, by path (no cache involved), when no ``revision`` is
+       asked for and ``TAC_ECG_PREFER_HUB`` is unset;
+    3. else ``huggingface_hub.snapshot_download`` (only the files under ``subfolder``, or ``allow_patterns``), which
+       uses the cache and honours ``HF_HUB_OFFLINE``/``local_files_only``;
+    4. when that fails because the Hub cannot provide the repo (unreachable, offline and not cached, unknown id,
+       server error) and no ``revision`` was asked for, the bundled copy stands in, with a ``logger.warning``.
 
     Raises:
-        HubAccessError: with a readable message (see :mod:`tac_ecg_hf.hub.errors`).
+        ValueError: ``repo_id`` is neither a folder nor a valid repo id.
+        HubAccessError: the Hub failed (message from :func:`~tac_ecg_hf.hub.describe_hub_error`), or the folder has
+            no ``subfolder``.
     """
     sub = subfolder.strip("/") if subfolder else None
-    local = _local_dir(repo_id)
-    if local is not None:
-        target = local / sub if sub else local
-        if not target.is_dir():
-            raise HubAccessError(
-                f"local directory {local} has no subfolder '{sub}'",
-                kind=HubErrorKind.ENTRY_NOT_FOUND, repo_id=str(repo_id), filename=sub,
-            )
-        return target
-
-    repo_id = str(repo_id)
-    if use_bundled and prefer_bundled:
-        bundled = _bundled(repo_id, revision, sub, bundled_root)
-        if bundled is not None:
-            return bundled
-
-    if sub and allow_patterns is None:
-        allow_patterns = [f"{sub}/*"]
-    from huggingface_hub import snapshot_download
-
-    try:
-        with hub_errors(repo_id, revision, endpoint=endpoint, cache_dir=cache_dir, repo_type=repo_type):
-            path = Path(
-                snapshot_download(
-                    repo_id,
-                    revision=revision,
-                    repo_type=repo_type,
-                    allow_patterns=allow_patterns,
-                    ignore_patterns=ignore_patterns,
-                    cache_dir=cache_dir,
-                    token=token,
-                    endpoint=endpoint,
-                    local_files_only=local_files_only,
-                )
-            )
-    except HubAccessError as err:
-        if use_bundled and err.kind in _BUNDLED_FALLBACK_KINDS:
-            bundled = _bundled(repo_id, revision, sub, bundled_root)
-            if bundled is not None:
-                logger.warning("%s Using the checkpoint bundled with tac-ecg-hf instead: %s", err, bundled)
-                return bundled
-        raise
-
-    target = path / sub if sub else path
-    if sub and not target.is_dir():
-        raise HubAccessError(
-            f"folder '{sub}' not found in '{repo_id}' at revision '{revision or 'main'}'.",
-            kind=HubErrorKind.ENTRY_NOT_FOUND, repo_id=repo_id, revision=revision, filename=sub,
-        )
-    return target
+    name = os.fspath(repo_id)
+    bundled = bundled_path(name, root) if revision in (None, "main") else None
+    if Path(name).expanduser().is_dir():
+        folder = Path(name).expanduser()
+    elif bundled is not None and _prefer_bundled(revision):
+        folder = bundled
+    else:
+        try:
+            validate_repo_id(name)
+        except HFValidationError:
+            raise ValueError(f"{name!r} is neither a folder nor a Hub repo id (org/name); check the path.") from None
+        if sub and allow_patterns is None:
+            allow_patterns = [f"{sub}/*"]
+        try:
+            folder = Path(snapshot_download(name, revision=revision, allow_patterns=allow_patterns,
+                                            cache_dir=cache_dir, token=token, endpoint=endpoint,
+                                            local_files_only=local_files_only))
+        except Exception as err:
+            message = describe_hub_error(err, name, revision, endpoint=endpoint)
+            if message is None:
+                raise
+            if bundled is None or not is_hub_unavailable(err):
+                raise HubAccessError(message) from err
+            logger.warning("%s Using the copy of '%s' bundled with tac-ecg-hf.", message, name)
+            folder = bundled
+    if sub and not (folder / sub).is_dir():
+        raise HubAccessError(f"'{name}' (revision '{revision or 'main'}', at {folder}) has no folder '{sub}'.")
+    return folder / sub if sub else folder
 
 
-def resolve_file(
-    repo_id: str | os.PathLike,
-    filename: str,
-    revision: str | None = None,
-    subfolder: str | None = None,
-    **kwargs,
-) -> Path:
-    """Local path of one file of ``repo_id`` (same lookup order and options as :func:`resolve_repo`).
+def task_adapters_in(folder: str | os.PathLike) -> list[str]:
+    """Names of the task adapter folders of a repo folder: its direct, non-hidden subfolders holding an
+    ``adapter_config.json``, sorted."""
+    configs = Path(folder).glob("*/adapter_config.json")
+    return sorted(p.parent.name for p in configs if not p.parent.name.startswith("."))
 
-    Goes through ``snapshot_download(allow_patterns=[file])`` rather than ``hf_hub_download``,
-    so an unreachable endpoint fails at once instead of after ``hf_hub_download``'s retries.
+
+def list_task_adapters(repo_id_or_path: str | os.PathLike, revision: str | None = None, **kwargs) -> list[str]:
+    """The task adapters of a repo -- a local folder, a bundled checkpoint, or a Hub repo (online, or offline from
+    the cache) -- as :func:`task_adapters_in` lists them.
+
+    A repo published the PEFT way (``peft_model.push_to_hub("me/x")`` writes each named adapter to
+    ``me/x/<adapter>/``) is found like one pushed with :func:`~tac_ecg_hf.hub.push_run`. Only the
+    ``adapter_config.json`` files are downloaded. ``kwargs`` go to :func:`resolve_repo`.
     """
-    rel = f"{subfolder.strip('/')}/{filename}" if subfolder else filename
-    folder = resolve_repo(repo_id, revision, allow_patterns=[rel], **kwargs)
-    path = folder / rel
-    if not path.is_file():
-        raise HubAccessError(
-            f"file '{rel}' not found in '{repo_id}' at revision '{revision or 'main'}'.",
-            kind=HubErrorKind.ENTRY_NOT_FOUND, repo_id=str(repo_id), revision=revision, filename=rel,
-        )
-    return path
+    folder = resolve_repo(repo_id_or_path, revision, allow_patterns=["*/adapter_config.json"], **kwargs)
+    return task_adapters_in(folder)

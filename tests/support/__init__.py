@@ -1,0 +1,1 @@
+"""Test support: a local Hub-compatible endpoint (:mod:`support.local_hub`)."""
