@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -29,69 +30,58 @@ def _table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
 
 
 def run_demo(data_dir: str, output_dir: str | None = None, quick: bool = False) -> list[dict]:
-    from .data import load_cetp_pairs
-    from .evaluation import load_task_dataset
-    from .training import finetune, pretrain_cetp
+    """CETP, then LRC-Adapter vs linear probe vs from scratch on ptbxl-super, with the package's own Trainer recipes."""
+    from transformers import TrainingArguments
+
+    from .training import CETPArguments, DataArguments, ModelArguments, run_finetune, run_pretrain_cetp
 
     data_root = Path(data_dir).expanduser().resolve()
-    ptbxl_dir = data_root / "ptbxl"
-    if not (ptbxl_dir / "ptbxl_database.csv").is_file():
+    if not (data_root / "ptbxl" / "ptbxl_database.csv").is_file():
         raise FileNotFoundError(
-            f"No PTB-XL data at {ptbxl_dir} (expected ptbxl_database.csv); pass --data-dir pointing at the folder that "
-            "holds ptbxl/, cpsc2018/ and cinc2017/ (or set TAC_ECG_DATA)."
+            f"No PTB-XL data at {data_root / 'ptbxl'} (expected ptbxl_database.csv); pass --data-dir pointing at the folder "
+            "that holds ptbxl/, cpsc2018/ and cinc2017/ (or set TAC_ECG_DATA)."
         )
     out = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="tac-ecg-demo-"))
     out.mkdir(parents=True, exist_ok=True)
-    limit = {"max_records": 300} if quick else {}
+    limit = 200 if quick else None
     t0 = time.perf_counter()
-    print(f"[1/4] loading PTB-XL (ECG, report) pairs and the superclass task from {ptbxl_dir}")
-    pairs = load_cetp_pairs(str(ptbxl_dir), cache_dir=str(out / "cache"), **limit)
-    task_data = load_task_dataset("ptbxl-super", data_root, cache_dir=out / "cache", **limit)
-    print(f"      {len(pairs['train'])} training pairs; task splits " + ", ".join(f"{k}={len(v)}" for k, v in task_data.items()))
+
+    def args(folder: str, epochs: int, lr: float) -> TrainingArguments:
+        return TrainingArguments(
+            output_dir=str(out / folder), num_train_epochs=epochs, learning_rate=lr, per_device_train_batch_size=64,
+            per_device_eval_batch_size=128, eval_strategy="no", save_strategy="no", logging_strategy="no",
+            report_to="none", disable_tqdm=True, remove_unused_columns=False, seed=0,
+        )
 
     encoder_type, overrides = DEMO_ENCODER
     epochs = 1 if quick else 8
-    print(f"[2/4] CETP pre-training a {encoder_type} encoder against report text ({epochs} epochs)")
-    _, cetp_metrics = pretrain_cetp(
-        pairs,
-        out / "cetp",
-        encoder=encoder_type,
-        encoder_overrides=overrides,
-        projection_dim=128,
-        text_trainable_layers=0,
-        epochs=epochs,
-        batch_size=64,
-        learning_rate=2e-3,
-        disable_tqdm=True,
-        logging_strategy="no",
-        eval_strategy="no",
+    print(f"[1/3] CETP pre-training a {encoder_type} encoder against ECG-text pairs ({epochs} epochs)")
+    _, cetp = run_pretrain_cetp(
+        CETPArguments(encoder=encoder_type, encoder_overrides=json.dumps(overrides), projection_dim=128),
+        DataArguments(data_dir=str(data_root), sources="ptbxl", max_records=limit, cache_dir=str(out / "cache")),
+        args("cetp", epochs, 2e-3),
     )
-    print(f"      contrastive loss {cetp_metrics.get('train_loss', float('nan')):.3f}, {cetp_metrics['train_seconds']:.0f} s")
-    encoder_dir = out / "cetp" / "encoder"
+    print(f"      {cetp['train_pairs']} pairs, contrastive loss {cetp.get('train_loss', float('nan')):.3f}, "
+          f"{cetp['train_seconds']:.0f} s")
 
     rows = []
     ft_epochs = 2 if quick else 15
-    print(f"[3/4] fine-tuning on ptbxl-super ({ft_epochs} epochs each): LRC-Adapter, linear probe, from scratch")
+    print(f"[2/3] fine-tuning on ptbxl-super ({ft_epochs} epochs each): LRC-Adapter, linear probe, from scratch")
     for method in ("lrc", "linear", "scratch"):
-        _, result = finetune(
-            task_data,
-            "ptbxl-super",
-            method,
-            base=None if method == "scratch" else encoder_dir,
-            output_dir=out / f"ft-{method}",
-            epochs=ft_epochs,
-            encoder=encoder_type,
-            encoder_overrides=overrides,
-            disable_tqdm=True,
-            logging_strategy="no",
-            eval_strategy="no",
+        model_args = ModelArguments(
+            base_model=None if method == "scratch" else str(out / "cetp"), method=method, encoder=encoder_type,
+            encoder_overrides=json.dumps(overrides),
         )
+        data_args = DataArguments(task="ptbxl-super", data_dir=str(data_root), max_records=limit, cache_dir=str(out / "cache"))
+        from .training import default_learning_rate
+
+        result = run_finetune(model_args, data_args, args(f"ft-{method}", ft_epochs, default_learning_rate(method)))
         m = result.test_metrics
         rows.append(
             {
                 "method": {"lrc": "CETP + LRC-Adapter", "linear": "CETP + linear probe", "scratch": "from scratch (full)"}[method],
-                "auc": m.get("test_macro_auc", float("nan")),
-                "f1": m.get("test_macro_f1", float("nan")),
+                "auc": m.get("macro_auc", float("nan")),
+                "f1": m.get("macro_f1", float("nan")),
                 "trainable": result.trainable_params,
                 "ratio": 100.0 * result.trainable_params / result.total_params,
                 "seconds": result.train_seconds,
@@ -112,7 +102,7 @@ def run_demo(data_dir: str, output_dir: str | None = None, quick: bool = False) 
         )
     )
     print()
-    print("[4/4] classifying real records with the bundled checkpoint (tac-ecg/xresnet1d101-cetp)")
+    print("[3/3] classifying real records with the bundled checkpoint (tac-ecg/xresnet1d101-cetp)")
     _bundled_examples(data_root)
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s; models and logs in {out}")
     return rows

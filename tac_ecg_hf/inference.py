@@ -44,20 +44,14 @@ def resolve_model(repo_id: str | os.PathLike, revision: str | None = None) -> Pa
     for and ``TAC_ECG_PREFER_HUB`` unset), else the Hub or its cache (see :func:`tac_ecg_hf.hub.resolve_repo`)."""
     from .hub import resolve_repo
 
-    repo_id = MODEL_ALIASES.get(str(repo_id), str(repo_id))
-    prefer_bundled = revision is None and not os.environ.get("TAC_ECG_PREFER_HUB")
-    return Path(resolve_repo(repo_id, revision=revision, prefer_bundled=prefer_bundled))
+    return Path(resolve_repo(MODEL_ALIASES.get(str(repo_id), str(repo_id)), revision=revision))
 
 
 def available_tasks(model_path: str | os.PathLike) -> list[str]:
     """Task adapters of a local model folder: its direct subfolders holding an ``adapter_config.json``."""
-    root = Path(model_path)
-    if not root.is_dir():
-        return []
-    # hidden folders are never tasks (e.g. the temporary folder of an interrupted atomic save)
-    return sorted(
-        p.name for p in root.iterdir() if not p.name.startswith(".") and (p / "adapter_config.json").is_file()
-    )
+    from .hub import task_adapters_in
+
+    return task_adapters_in(model_path)
 
 
 def load_feature_extractor(model_path: str | os.PathLike, task: str | None = None):

@@ -457,23 +457,29 @@ def set_thresholds(out: Path, task: str, thresholds: list[float]) -> None:
 
 
 def write_run_metadata(out: Path, result: FinetuneResult, data_args, model_args, command: str | None) -> None:
-    """``result.json`` (everything) and the metrics in the adapter config, for model cards (no NaN: ``null``)."""
-    from .jsonutil import dump_json
+    """``result.json`` (everything), the metrics in the adapter config and ``card_metadata.json`` for the model card
+    (no NaN anywhere: ``null``)."""
+    from .hub import write_card_metadata
+    from .jsonutil import dump_json, to_jsonable
 
-    record = {
+    record = to_jsonable({
         "task": result.task, "method": result.method, "seed": result.seed, "base_model": model_args.base_model,
         "sources": data_args.source_list, "command": command, "trainable_params": result.trainable_params,
         "total_params": result.total_params, "thresholds": result.thresholds,
         "test": result.test_metrics, "validation": result.val_metrics,
         "train_seconds": result.train_seconds, "label_fraction": data_args.label_fraction,
         "cv": {"folds": data_args.cv_folds, "fold": data_args.cv_fold} if data_args.cv_folds else None,
-    }
+    })
     dump_json(record, out / "result.json")
-    path = out / result.task / "adapter_config.json"
-    if path.is_file():
-        config = json.loads(path.read_text())
-        config["metrics"] = {k: v for k, v in record.items() if k not in ("thresholds",)}
-        dump_json(config, path)
+    folder = out / result.task if (out / result.task / "adapter_config.json").is_file() else out
+    if folder != out:
+        config = json.loads((folder / "adapter_config.json").read_text())
+        config["metrics"] = {k: v for k, v in record.items() if k != "thresholds"}
+        dump_json(config, folder / "adapter_config.json")
+    write_card_metadata(
+        folder, task=result.task, method=result.method, metrics=record["test"], split="test", command=command,
+        seed=result.seed, base_model=model_args.base_model,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
