@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .adapters.batchnorm import freeze_batchnorm_statistics
 from .tasks import TASKS, TaskSpec, get_task
 
 METHODS = ("lrc", "lrc-parallel", "lora", "linear", "full", "scratch")
@@ -33,31 +34,6 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return trainable, total
-
-
-def freeze_batchnorm_statistics(model: nn.Module) -> None:
-    """Keep every BatchNorm whose affine parameters are frozen in eval mode during training.
-
-    ``Trainer`` calls ``model.train()`` before every step, which would make frozen BatchNorm layers update their
-    running statistics (the frozen encoder would drift). A forward pre-hook puts them back in eval mode each time.
-    """
-    frozen = [
-        m
-        for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters(recurse=False))
-    ]
-    if not frozen:
-        return
-
-    def _hook(module, args):
-        if module.training:
-            for bn in frozen:
-                bn.eval()
-
-    handle = getattr(model, "_tac_ecg_bn_hook", None)
-    if handle is not None:
-        handle.remove()
-    model._tac_ecg_bn_hook = model.register_forward_pre_hook(_hook)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ class Inception1dBlock(nn.Module):
 
 class Inception1dModel(ECGEncoderModel):
     config_class = Inception1dConfig
-    _lrc_serial_targets = [r".*blocks\.\d+\.bn"]
 
     def __init__(self, config: Inception1dConfig):
         super().__init__(config)
@@ -43,17 +42,19 @@ class Inception1dModel(ECGEncoderModel):
         self.act = nn.ReLU()
         self.post_init()
 
-    def forward_features(self, input_values: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, input_values: torch.Tensor, output_hidden_states: bool = False):
         x, residual = input_values, input_values
+        hidden_states = () if output_hidden_states else None
         for d, block in enumerate(self.blocks):
             x = block(x)
             if (d + 1) % self.config.residual_every == 0:
                 x = self.act(x + self.shortcuts[d // self.config.residual_every](residual))
                 residual = x
-        return x
+            if output_hidden_states:
+                hidden_states += (x,)
+        return x, hidden_states
 
 
 class Inception1dForSequenceClassification(ECGForSequenceClassificationBase):
     config_class = Inception1dConfig
     _encoder_class = Inception1dModel
-    _lrc_serial_targets = [r"encoder\." + p for p in Inception1dModel._lrc_serial_targets]

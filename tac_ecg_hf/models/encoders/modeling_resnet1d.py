@@ -24,7 +24,6 @@ class ResNet1dBasicBlock(nn.Module):
 
 class ResNet1dModel(ECGEncoderModel):
     config_class = ResNet1dConfig
-    _lrc_serial_targets = [r".*\.conv[12]\.bn"]
     _no_split_modules = ["ResNet1dBasicBlock"]
 
     def __init__(self, config: ResNet1dConfig):
@@ -41,11 +40,16 @@ class ResNet1dModel(ECGEncoderModel):
         self.stages = nn.Sequential(*stages)
         self.post_init()
 
-    def forward_features(self, input_values: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem_pool(self.stem(input_values)))
+    def forward_features(self, input_values: torch.Tensor, output_hidden_states: bool = False):
+        hidden_state = self.stem_pool(self.stem(input_values))
+        hidden_states = (hidden_state,) if output_hidden_states else None
+        for stage in self.stages:
+            hidden_state = stage(hidden_state)
+            if output_hidden_states:
+                hidden_states += (hidden_state,)
+        return hidden_state, hidden_states
 
 
 class ResNet1dForSequenceClassification(ECGForSequenceClassificationBase):
     config_class = ResNet1dConfig
     _encoder_class = ResNet1dModel
-    _lrc_serial_targets = [r"encoder\." + p for p in ResNet1dModel._lrc_serial_targets]

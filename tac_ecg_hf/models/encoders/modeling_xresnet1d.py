@@ -38,7 +38,6 @@ class XResNet1dBlock(nn.Module):
 
 class XResNet1dModel(ECGEncoderModel):
     config_class = XResNet1dConfig
-    _lrc_serial_targets = [r"stem\.\d+\.bn", r".*\.convpath\.1\.bn"]
     _no_split_modules = ["XResNet1dBlock"]
 
     def __init__(self, config: XResNet1dConfig):
@@ -60,11 +59,16 @@ class XResNet1dModel(ECGEncoderModel):
         self.stages = nn.Sequential(*stages)
         self.post_init()
 
-    def forward_features(self, input_values: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem_pool(self.stem(input_values)))
+    def forward_features(self, input_values: torch.Tensor, output_hidden_states: bool = False):
+        hidden_state = self.stem_pool(self.stem(input_values))
+        hidden_states = (hidden_state,) if output_hidden_states else None
+        for stage in self.stages:
+            hidden_state = stage(hidden_state)
+            if output_hidden_states:
+                hidden_states += (hidden_state,)
+        return hidden_state, hidden_states
 
 
 class XResNet1dForSequenceClassification(ECGForSequenceClassificationBase):
     config_class = XResNet1dConfig
     _encoder_class = XResNet1dModel
-    _lrc_serial_targets = [r"encoder\." + p for p in XResNet1dModel._lrc_serial_targets]
