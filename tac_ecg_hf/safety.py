@@ -87,7 +87,7 @@ def _one_line(err: BaseException | str) -> str:
 
 
 def _examples(keys, limit: int = 3) -> str:
-    keys = sorted(keys)
+    keys = sorted(_display(k) for k in keys)
     shown = ", ".join(keys[:limit])
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
@@ -124,7 +124,8 @@ def check_adapter_files(path: str | os.PathLike, allow_pickle: bool = False) -> 
 
 def check_model_files(path: str | os.PathLike, allow_pickle: bool = False) -> bool | None:
     """Refuse a local model folder with only ``pytorch_model.bin`` unless ``allow_pickle``; returns the
-    ``use_safetensors`` value to pass to ``from_pretrained`` (``False`` for an allowed pickle-only folder, else None)."""
+    ``use_safetensors`` value to pass to ``from_pretrained`` (``False`` for an allowed pickle-only folder, else
+    None)."""
     files = pickle_only_checkpoint(path)
     if not files:
         return None
@@ -143,8 +144,9 @@ def _weights_only_load(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as err:
         raise UnsafeCheckpointError(
-            f"{path} was refused by torch's weights-only unpickler even with allow_pickle=True ({_one_line(err)[:200]}); "
-            "it holds more than tensors or is corrupt. Convert it to safetensors where you trust it, or do not load it."
+            f"{path} was refused by torch's weights-only unpickler even with allow_pickle=True "
+            f"({_one_line(err)[:200]}); it holds more than tensors or is corrupt. Convert it to safetensors where you "
+            "trust it, or do not load it."
         ) from err
 
 
@@ -172,6 +174,11 @@ def _tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     return {key: tuple(value.shape) for key, value in state.items()}
 
 
+def _display(key: str) -> str:
+    """A tensor name as the user sees the module: without PEFT's ``base_model.model.`` prefix."""
+    return key.removeprefix("base_model.model.")
+
+
 def _describe_mismatch(expected: dict, found: dict, what: str) -> str:
     """'' if the two name -> shape maps agree, else one clause per kind of difference."""
     unexpected = set(found) - set(expected)
@@ -185,7 +192,7 @@ def _describe_mismatch(expected: dict, found: dict, what: str) -> str:
     if shapes:
         key = sorted(shapes)[0]
         parts.append(
-            f"{len(shapes)} shape(s) differ ({key}: file {tuple(found[key])} vs model {tuple(expected[key])}"
+            f"{len(shapes)} shape(s) differ ({_display(key)}: file {tuple(found[key])} vs model {tuple(expected[key])}"
             + (f" and {len(shapes) - 1} more" if len(shapes) > 1 else "")
             + ")"
         )
@@ -222,8 +229,8 @@ def load_encoder(path_or_id: str | os.PathLike, cls=None, allow_pickle: bool = F
         ) from err
     except pickle.UnpicklingError as err:
         raise UnsafeCheckpointError(
-            f"the pickle weights of {path_or_id} were refused by torch's weights-only unpickler ({_one_line(err)[:200]}); "
-            "convert them to safetensors where you trust them, or do not load them."
+            f"the pickle weights of {path_or_id} were refused by torch's weights-only unpickler "
+            f"({_one_line(err)[:200]}); convert them to safetensors where you trust them, or do not load them."
         ) from err
     except OSError as err:
         if "safetensors" in str(err) and not os.path.isdir(folder) and not allow_pickle:
@@ -273,7 +280,9 @@ def _read_adapter_config(folder: Path):
 
     path = folder / ADAPTER_CONFIG_FILE
     if not path.is_file():
-        raise CheckpointFileError(f"{folder} has no {ADAPTER_CONFIG_FILE}; it is not a saved adapter (PeftModel.save_pretrained writes one).")
+        raise CheckpointFileError(
+            f"{folder} has no {ADAPTER_CONFIG_FILE}; it is not a saved adapter (PeftModel.save_pretrained writes one)."
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -283,7 +292,7 @@ def _read_adapter_config(folder: Path):
             f"{path} holds a JSON {type(data).__name__}, not an object of adapter settings; save the adapter again."
         )
     if not isinstance(data.get("peft_type"), str):
-        raise AdapterConfigError(f"{path} has no peft_type (such as \"LRC_ADAPTER\"); it is not a PEFT adapter config.")
+        raise AdapterConfigError(f"{path} has no peft_type (such as 'LRC_ADAPTER'); it is not a PEFT adapter config.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PEFT warns about unknown keys; the values are checked below
@@ -311,7 +320,8 @@ def load_task_adapter(
     ``PeftModel`` gets one more adapter (``load_adapter``).
 
     Before anything is loaded: ``adapter_config.json`` must be a valid config, the weights must be safetensors
-    (a pickle ``adapter_model.bin`` only with ``allow_pickle=True``, through torch's weights-only unpickler) and readable.
+    (a pickle ``adapter_model.bin`` only with ``allow_pickle=True``, through torch's weights-only unpickler) and
+    readable.
     While injecting, an LRC-Adapter checks the encoder (``encoder_fingerprint``, else ``encoder_signature``). After
     injecting, the tensors of the file must match the injected adapter and head modules one to one, by name and shape
     (an adapter whose ``target_modules`` match nothing, another label count or rank than its weights is refused);
@@ -332,7 +342,9 @@ def load_task_adapter(
             # mismatched shapes are skipped by PEFT (ignore_mismatched_sizes) and reported below in one line
             warnings.simplefilter("ignore", UserWarning)
             if is_peft_model:
-                model.load_adapter(folder, adapter_name, is_trainable=is_trainable, ignore_mismatched_sizes=True, **kwargs)
+                model.load_adapter(
+                    folder, adapter_name, is_trainable=is_trainable, ignore_mismatched_sizes=True, **kwargs
+                )
                 peft_model = model
             else:
                 peft_model = PeftModel.from_pretrained(

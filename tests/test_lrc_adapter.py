@@ -543,7 +543,8 @@ def test_adapter_mismatch_raises(tmp_path, overrides, what):
 
 
 def test_lstm_has_no_parallel_insertion_point():
-    with pytest.raises(ValueError, match=r"no default insertion point in a 'lstm1d' model \(it has no convolutions") as err:
+    match = r"no default insertion point in a 'lstm1d' model \(it has no convolutions"
+    with pytest.raises(ValueError, match=match) as err:
         get_peft_model(base_model("lstm1d"), LRCConfig.for_task("ptbxl-super", variant="parallel"), adapter_name="t")
     assert "examples/finetune.py" in str(err.value) and "finetune_baselines" not in str(err.value)
 
@@ -563,8 +564,8 @@ def test_other_weights_of_the_same_architecture_are_refused(tmp_path):
     assert peft_model.peft_config["ptbxl-super"].encoder_fingerprint.startswith("sha256:")
     peft_model.save_pretrained(tmp_path)
     other = base_model(seed=1)
-    with pytest.raises(AdapterMismatchError, match=r"trained on encoder weights sha256:\w{16}\.\.\. but the base model's "
-                       r"weights are sha256:\w{16}\.\.\.") as err:
+    match = r"trained on encoder weights sha256:\w{16}\.\.\. but the base model's weights are sha256:\w{16}\.\.\."
+    with pytest.raises(AdapterMismatchError, match=match) as err:
         PeftModel.from_pretrained(other, tmp_path / "ptbxl-super", adapter_name="ptbxl-super")
     assert "\n" not in str(err.value)
     assert not lrc_modules(other)

@@ -2,9 +2,9 @@
 
 ``Trainer`` calls ``model.train()`` before every step, which puts every BatchNorm in training mode: a frozen encoder's
 running statistics would then drift with each batch, so an adapter saved after training no longer matches the
-encoder it is loaded on, and adapters of other tasks sharing the encoder change too. :func:`freeze_batchnorm_statistics`
-is the one mechanism tac-ecg-hf uses against it (``LRCModel`` calls it for ``LRCConfig(freeze_base_batchnorm=True)``,
-``training.build_classifier`` for LoRA and the linear probe).
+encoder it is loaded on, and adapters of other tasks sharing the encoder change too.
+:func:`freeze_batchnorm_statistics` is the one mechanism tac-ecg-hf uses against it: ``LRCModel`` calls it for
+``LRCConfig(freeze_base_batchnorm=True)``, ``training.build_classifier`` for LoRA and the linear probe.
 """
 
 from __future__ import annotations

@@ -42,7 +42,8 @@ def encoder_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
         if isinstance(module, BaseTunerLayer):
             prefix = f"{name}." if name else ""
             wrapped.append(prefix)
-            adapter_prefixes += [prefix + attr + "." for attr in (*module.adapter_layer_names, *module.other_param_names)]
+            attrs = (*module.adapter_layer_names, *module.other_param_names)
+            adapter_prefixes += [prefix + attr + "." for attr in attrs]
     state = {}
     for key, tensor in encoder.state_dict().items():
         if any(key.startswith(p) for p in adapter_prefixes):

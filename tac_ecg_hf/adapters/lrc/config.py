@@ -37,8 +37,8 @@ class LRCConfig(PeftConfig):
             of a LayerNorm or an LSTM layer) with ``up`` zero-initialised, so training starts from the pre-trained
             function.
             ``"parallel"``: a mergeable low-rank conv beside each targeted ``Conv1d``,
-            ``conv(x) + B(A(x))`` with ``A`` a rank-``r`` conv with the base kernel, stride, padding and dilation and ``B``
-            a zero-initialised 1x1 conv; ``merge_and_unload()`` folds it into the base kernel.
+            ``conv(x) + B(A(x))`` with ``A`` a rank-``r`` conv with the base kernel, stride, padding and dilation and
+            ``B`` a zero-initialised 1x1 conv; ``merge_and_unload()`` folds it into the base kernel.
         dropout (`float`): dropout on the adapter input.
         target_modules (`list[str]` or `str`, *optional*):
             module names (or one regex, matched in full) to adapt. Default: the insertion points of the encoder family
@@ -98,7 +98,9 @@ class LRCConfig(PeftConfig):
                 raise ValueError(f"LRCConfig.labels must be a list of class names, got {_short(self.labels)}.")
             self.labels = list(self.labels)
             if not 1 <= len(self.labels) <= MAX_LABELS:
-                raise ValueError(f"LRCConfig.labels must hold 1 to {MAX_LABELS:,} class names, got {len(self.labels):,}.")
+                raise ValueError(
+                    f"LRCConfig.labels must hold 1 to {MAX_LABELS:,} class names, got {len(self.labels):,}."
+                )
             if len(set(self.labels)) != len(self.labels):
                 raise ValueError(f"LRCConfig.labels must be unique class names, got {_short(self.labels)}.")
         if self.kernel_sizes is not None:

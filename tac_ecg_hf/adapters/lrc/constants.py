@@ -1,4 +1,4 @@
-"""Default LRC-Adapter insertion points per encoder family, as PEFT's ``TRANSFORMERS_MODELS_TO_*_TARGET_MODULES_MAPPING``.
+"""Default LRC-Adapter insertion points per encoder family, like PEFT's ``TRANSFORMERS_MODELS_TO_*_MAPPING``.
 
 Each value is a regular expression matched in full against module names (PEFT's rule for a ``str``
 ``target_modules``). The optional ``encoder.`` prefix makes the same pattern work on the bare ``*Model`` and on

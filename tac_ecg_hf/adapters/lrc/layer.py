@@ -95,7 +95,8 @@ class LRCSerial(nn.Module, LRCLayer):
         layout = next((last for cls, last in SERIAL_BASE_LAYERS if isinstance(base, cls)), None)
         if layout is None:
             raise ValueError(
-                f"A serial LRC-Adapter follows a BatchNorm1d, LayerNorm or LSTM/GRU layer, not a {type(base).__name__}."
+                "A serial LRC-Adapter follows a BatchNorm1d, LayerNorm or LSTM/GRU layer, "
+                f"not a {type(base).__name__}."
             )
         self.channels_last = layout
         self.channels = adapted_width(base)

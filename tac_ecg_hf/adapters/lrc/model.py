@@ -78,9 +78,10 @@ class LRCModel(BaseTuner):
             model_type = model_config.get("model_type")
             targets = self.target_module_mapping.get(model_type, {}).get(peft_config.variant)
             if targets is None:
+                known = model_type in self.target_module_mapping
                 raise ValueError(
                     f"An LRC-Adapter ({peft_config.variant}) has no default insertion point in a {model_type!r} model"
-                    + (" (it has no convolutions: use variant='serial')" if model_type in self.target_module_mapping else "")
+                    + (" (it has no convolutions: use variant='serial')" if known else "")
                     + "; give LRCConfig(target_modules=[...]) explicitly, or fine-tune it in full or with a linear "
                     "probe (examples/finetune.py --method full / linear)."
                 )
@@ -95,8 +96,8 @@ class LRCModel(BaseTuner):
 
     def _check_target_module_exists(self, peft_config: LRCConfig, key: str):
         result = check_target_module_exists(peft_config, key)
-        if result and not _is_head(peft_config, key) and not _kernel_selected(peft_config, self.model.get_submodule(key)):
-            return False
+        if result and not _is_head(peft_config, key):
+            return result if _kernel_selected(peft_config, self.model.get_submodule(key)) else False
         return result
 
     def _check_targets(self, model: nn.Module, config: LRCConfig, adapter_name: str) -> None:
@@ -205,8 +206,8 @@ class LRCModel(BaseTuner):
         if config.encoder_fingerprint is not None and config.encoder_fingerprint != fingerprint:
             raise AdapterMismatchError(
                 f"Adapter {adapter_name!r} (task {config.task_name!r}) was trained on encoder weights "
-                f"{_short_hash(config.encoder_fingerprint)} but the base model's weights are {_short_hash(fingerprint)} "
-                f"(same architecture, other weights). {where}"
+                f"{_short_hash(config.encoder_fingerprint)} but the base model's weights are "
+                f"{_short_hash(fingerprint)} (same architecture, other weights). {where}"
             )
 
     # -- task switching ---------------------------------------------------------------------------------------
@@ -258,7 +259,8 @@ class LRCModel(BaseTuner):
                 if task not in module.lrc_head:
                     raise ValueError(f"The head {name} has no head for task adapter {task!r}; cannot unload it.")
                 parent_name, _, child = name.rpartition(".")
-                setattr(self.model.get_submodule(parent_name) if parent_name else self.model, child, module.lrc_head[task])
+                parent = self.model.get_submodule(parent_name) if parent_name else self.model
+                setattr(parent, child, module.lrc_head[task])
         self._sync_model_config(task)
         return super().merge_and_unload(progressbar=progressbar, safe_merge=safe_merge, adapter_names=adapter_names)
 

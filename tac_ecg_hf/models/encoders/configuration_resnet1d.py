@@ -28,7 +28,9 @@ class ResNet1dConfig(ECGEncoderConfig):
         super()._validate()
         self._check_int_list("layers", self.layers, 1, MAX_DEPTH, max_len=16)
         if sum(self.layers) > MAX_DEPTH:
-            raise self._error(f"layers {self.layers} give {sum(self.layers):,} blocks; at most {MAX_DEPTH:,} are supported.")
+            raise self._error(
+                f"layers {self.layers} give {sum(self.layers):,} blocks; at most {MAX_DEPTH:,} are supported."
+            )
         self._check_int("base_width", self.base_width, 1, MAX_WIDTH)
         if self.stage_widths[-1] > MAX_WIDTH:
             raise self._error(

@@ -24,7 +24,8 @@ class XResNet1dConfig(ECGEncoderConfig):
 
     def __post_init__(self, **kwargs):
         self.layers = as_list(self.layers, [3, 4, 23, 3])
-        self.block_widths = as_list(self.block_widths, [64] * len(self.layers) if isinstance(self.layers, list) else None)
+        default_widths = [64] * len(self.layers) if isinstance(self.layers, list) else None
+        self.block_widths = as_list(self.block_widths, default_widths)
         self.stem_widths = as_list(self.stem_widths, [32, 32, 64])
         super().__post_init__(**kwargs)
 
@@ -33,9 +34,12 @@ class XResNet1dConfig(ECGEncoderConfig):
         self._check_int_list("layers", self.layers, 1, MAX_DEPTH)
         self._check_int_list("stem_widths", self.stem_widths, 1, MAX_WIDTH, max_len=16)
         if sum(self.layers) + len(self.stem_widths) > MAX_DEPTH:
-            raise self._error(f"layers {self.layers} give {sum(self.layers):,} blocks; at most {MAX_DEPTH:,} are supported.")
+            raise self._error(
+                f"layers {self.layers} give {sum(self.layers):,} blocks; at most {MAX_DEPTH:,} are supported."
+            )
         self._check_int("expansion", self.expansion, 1, 64)
-        self._check_int_list("block_widths", self.block_widths, 1, MAX_WIDTH // self.expansion, max_len=len(self.layers))
+        max_width = MAX_WIDTH // self.expansion  # the block output, width * expansion, is bounded
+        self._check_int_list("block_widths", self.block_widths, 1, max_width, max_len=len(self.layers))
         if len(self.block_widths) != len(self.layers):
             raise self._error(
                 f"block_widths ({len(self.block_widths)}) and layers ({len(self.layers)}) must have the same length."

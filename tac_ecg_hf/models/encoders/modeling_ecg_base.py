@@ -106,17 +106,16 @@ def _weights_bytes(pretrained_model_name_or_path, hub_kwargs: dict) -> tuple[int
     return None
 
 
-def implied_num_values(model_class: type, config: ECGEncoderConfig) -> int:
-    """Number of values (parameters and persistent buffers) that ``model_class(config)`` holds, counted on a
-    model built on the ``meta`` device (no memory allocated, no initialisation run)."""
-    with torch.device("meta"), init.no_init_weights():
-        model = model_class(config)
-    return sum(tensor.numel() for tensor in model.state_dict().values())
+def conv_bn_values(in_channels: int, out_channels: int, kernel_size: int) -> int:
+    """Values in the state dict of a :class:`ConvBnAct1d`: conv weight (no bias), BatchNorm weight, bias, running
+    mean and variance, and its batch counter."""
+    return in_channels * out_channels * kernel_size + 4 * out_channels + 1
 
 
 def check_checkpoint_size(model_class: type, pretrained_model_name_or_path, config, kwargs: dict) -> None:
     """Refuse a ``config.json`` that implies far more values than its weights file can hold, before ``from_pretrained``
-    allocates anything: a corrupt or hostile config would otherwise allocate (and randomly initialise) gigabytes.
+    builds anything: a corrupt or hostile config would otherwise allocate (and randomly initialise) gigabytes.
+    The count comes from the config alone (``expected_num_values``), so the check costs microseconds.
 
     Only the encoder is counted (a classifier loads encoder-only checkpoints and creates its head), and a file is
     taken to hold at most one value per byte (safetensors stores 1 to 8 bytes per value).
@@ -133,7 +132,7 @@ def check_checkpoint_size(model_class: type, pretrained_model_name_or_path, conf
         return
     file_bytes, file_name = found
     encoder_class = getattr(model_class, "_encoder_class", None) or model_class
-    needed = implied_num_values(encoder_class, config)
+    needed = encoder_class.expected_num_values(config)
     if needed > file_bytes:
         raise ConfigFieldError(
             f"{type(config).__name__} ({config.model_type}): the config.json of {pretrained_model_name_or_path} "
@@ -194,7 +193,7 @@ class ECGPreTrainedModel(PreTrainedModel):
                     init.orthogonal_(param)
                 else:
                     init.zeros_(param)
-                    # forget-gate bias 1 helps LSTMs remember early on (slicing drops the loaded-weights flag: check it)
+                    # forget-gate bias 1 helps LSTMs remember early on (a slice loses the "loaded" flag: check it)
                     if not getattr(param, "_is_hf_initialized", False):
                         hidden = param.shape[0] // 4
                         param[hidden : 2 * hidden].fill_(1.0)
@@ -210,6 +209,12 @@ class ECGEncoderModel(ECGPreTrainedModel):
     def __init__(self, config):
         super().__init__(config)
         self.pool = AdaptivePool1d(config.pooling)
+
+    @classmethod
+    def expected_num_values(cls, config) -> int:
+        """Number of values (parameters and persistent buffers) in the state dict of ``cls(config)``, computed from
+        the config without building anything (``check_checkpoint_size`` compares it with the weights file)."""
+        raise NotImplementedError
 
     def forward_features(
         self, input_values: torch.Tensor, output_hidden_states: bool = False
@@ -284,7 +289,8 @@ class ECGForSequenceClassificationBase(ECGPreTrainedModel):
                 labels.shape == logits.shape
             ) else ""
             raise ValueError(
-                f"single-label labels must be {logits.shape[0]} class ids (batch,), got shape {tuple(labels.shape)}.{hint}"
+                f"single-label labels must be {logits.shape[0]} class ids (batch,), got shape "
+                f"{tuple(labels.shape)}.{hint}"
             )
 
     def forward(

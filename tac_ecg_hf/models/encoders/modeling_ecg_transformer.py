@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .configuration_ecg_transformer import ECGTransformerConfig
-from .modeling_ecg_base import ConvBnAct1d, ECGEncoderModel, ECGForSequenceClassificationBase
+from .modeling_ecg_base import ConvBnAct1d, ECGEncoderModel, ECGForSequenceClassificationBase, conv_bn_values
 
 
 def sinusoidal_positions(length: int, dim: int, device, dtype) -> torch.Tensor:
@@ -88,6 +88,16 @@ class ECGTransformerModel(ECGEncoderModel):
         self.layers = nn.ModuleList(ECGTransformerLayer(config) for _ in range(config.num_hidden_layers))
         self.norm = nn.LayerNorm(config.hidden_size)
         self.post_init()
+
+    @classmethod
+    def expected_num_values(cls, config: ECGTransformerConfig) -> int:
+        total, channels, hidden = 0, config.in_channels, config.hidden_size
+        for i in range(len(config.stem_strides)):
+            width = hidden if i == len(config.stem_strides) - 1 else hidden // 2
+            total, channels = total + conv_bn_values(channels, width, 3), width
+        attention = 4 * (hidden * hidden + hidden)
+        mlp = 2 * hidden * config.intermediate_size + config.intermediate_size + hidden
+        return total + config.num_hidden_layers * (attention + mlp + 4 * hidden) + 2 * hidden
 
     def forward_features(self, input_values: torch.Tensor, output_hidden_states: bool = False):
         x = self.stem(input_values).transpose(1, 2)  # (batch, time, hidden)

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from .configuration_fcn1d import FCN1dConfig
-from .modeling_ecg_base import ConvBnAct1d, ECGEncoderModel, ECGForSequenceClassificationBase
+from .modeling_ecg_base import ConvBnAct1d, ECGEncoderModel, ECGForSequenceClassificationBase, conv_bn_values
 
 
 class FCN1dModel(ECGEncoderModel):
@@ -18,6 +18,11 @@ class FCN1dModel(ECGEncoderModel):
             channels = width
         self.layers = nn.Sequential(*layers)
         self.post_init()
+
+    @classmethod
+    def expected_num_values(cls, config: FCN1dConfig) -> int:
+        channels = [config.in_channels] + config.widths
+        return sum(conv_bn_values(a, b, k) for a, b, k in zip(channels, config.widths, config.kernel_sizes))
 
     def forward_features(self, input_values: torch.Tensor, output_hidden_states: bool = False):
         hidden_state, hidden_states = input_values, () if output_hidden_states else None

@@ -22,6 +22,12 @@ class LSTM1dModel(ECGEncoderModel):
         self.dropout = nn.Dropout(config.dropout)  # between layers, as nn.LSTM(dropout=...) applies it
         self.post_init()
 
+    @classmethod
+    def expected_num_values(cls, config: LSTM1dConfig) -> int:
+        h, directions = config.hidden_size, 2 if config.bidirectional else 1
+        sizes = [config.in_channels] + [config.output_size] * (config.num_layers - 1)
+        return sum(directions * (4 * h * size + 4 * h * h + 8 * h) for size in sizes)
+
     def forward_features(self, input_values: torch.Tensor, output_hidden_states: bool = False):
         hidden_state = input_values.transpose(1, 2)  # (batch, time, leads)
         hidden_states = () if output_hidden_states else None

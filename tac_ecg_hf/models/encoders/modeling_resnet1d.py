@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from .configuration_resnet1d import ResNet1dConfig
-from .modeling_ecg_base import ConvBnAct1d, ECGEncoderModel, ECGForSequenceClassificationBase
+from .modeling_ecg_base import ConvBnAct1d, ECGEncoderModel, ECGForSequenceClassificationBase, conv_bn_values
 
 
 class ResNet1dBasicBlock(nn.Module):
@@ -39,6 +39,18 @@ class ResNet1dModel(ECGEncoderModel):
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
         self.post_init()
+
+    @classmethod
+    def expected_num_values(cls, config: ResNet1dConfig) -> int:
+        total = conv_bn_values(config.in_channels, config.base_width, config.stem_kernel_size)
+        channels, k = config.base_width, config.kernel_size
+        for i, (n_blocks, width) in enumerate(zip(config.layers, config.stage_widths)):
+            for j in range(n_blocks):
+                total += conv_bn_values(channels, width, k) + conv_bn_values(width, width, k)
+                if (i > 0 and j == 0) or channels != width:
+                    total += conv_bn_values(channels, width, 1)
+                channels = width
+        return total
 
     def forward_features(self, input_values: torch.Tensor, output_hidden_states: bool = False):
         hidden_state = self.stem_pool(self.stem(input_values))

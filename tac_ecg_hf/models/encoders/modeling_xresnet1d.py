@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from .configuration_xresnet1d import XResNet1dConfig
-from .modeling_ecg_base import ConvBnAct1d, ECGEncoderModel, ECGForSequenceClassificationBase
+from .modeling_ecg_base import ConvBnAct1d, ECGEncoderModel, ECGForSequenceClassificationBase, conv_bn_values
 
 
 class XResNet1dBlock(nn.Module):
@@ -58,6 +58,24 @@ class XResNet1dModel(ECGEncoderModel):
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
         self.post_init()
+
+    @classmethod
+    def expected_num_values(cls, config: XResNet1dConfig) -> int:
+        total, channels = 0, config.in_channels
+        for width in config.stem_widths:
+            total, channels = total + conv_bn_values(channels, width, config.kernel_size), width
+        k, e = config.kernel_size, config.expansion
+        for n_blocks, width in zip(config.layers, config.block_widths):
+            for _ in range(n_blocks):
+                out = width * e
+                if e == 1:
+                    total += conv_bn_values(channels, width, k) + conv_bn_values(width, out, k)
+                else:
+                    total += conv_bn_values(channels, width, 1) + conv_bn_values(width, width, k)
+                    total += conv_bn_values(width, out, 1)
+                total += conv_bn_values(channels, out, 1) if channels != out else 0
+                channels = out
+        return total
 
     def forward_features(self, input_values: torch.Tensor, output_hidden_states: bool = False):
         hidden_state = self.stem_pool(self.stem(input_values))
