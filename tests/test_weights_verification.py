@@ -475,3 +475,25 @@ def test_atomic_save_records_the_encoder_at_save_time(tmp_path):
     saved = json.loads((tmp_path / "adapters" / "cinc2017" / "adapter_config.json").read_text())
     assert saved["encoder_fingerprint"] == encoder_fingerprint(peft_model)
     assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name or ".old-" in p.name]
+
+
+def test_pickle_cetp_checkpoint_through_load_encoder(tmp_path):
+    """The same policy for the CETP dual encoder (tiny random BERT text tower)."""
+    from transformers import BertConfig
+
+    from tac_ecg_hf import CETPConfig, CETPModel
+
+    text = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, vocab_size=100)
+    config = CETPConfig(
+        ecg_config=create_encoder_config("xresnet1d", **TINY["xresnet1d"]).to_dict(),
+        text_config=BertConfig(**text).to_dict(),
+        projection_dim=16,
+    )
+    torch.manual_seed(0)
+    CETPModel(config).save_pretrained(tmp_path)
+    assert isinstance(load_encoder(tmp_path, CETPModel), CETPModel)  # safetensors, every tensor in place
+    _to_pickle(tmp_path, "model.safetensors", "pytorch_model.bin")
+    with pytest.raises(UnsafeCheckpointError, match=r"pytorch_model\.bin.*allow_pickle=True") as info:
+        load_encoder(tmp_path, CETPModel)
+    assert_one_line_package_error(info)
+    assert isinstance(load_encoder(tmp_path, CETPModel, allow_pickle=True), CETPModel)
