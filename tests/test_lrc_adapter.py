@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import copy
 import json
-import warnings
 
 import pytest
 import torch
@@ -291,8 +291,15 @@ def test_one_batchnorm_freeze_mechanism_for_lrc_lora_and_linear_probe():
     assert not torch.equal(before["encoder.stem.bn.running_mean"], after["encoder.stem.bn.running_mean"])
     frozen = [k for k in before if not k.startswith("encoder.stem.bn.")]
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    copied = copy.deepcopy(model)  # the setting travels with the model
+    assert all(has_frozen_batchnorm_statistics(m) for m in copied.modules() if isinstance(m, nn.BatchNorm1d))
     freeze_batchnorm_statistics(model, freeze=False)
     assert not any(has_frozen_batchnorm_statistics(m) for m in model.modules())
+    before = bn_state(model)
+    model.train()
+    with torch.no_grad():
+        model(inputs())
+    assert all(not torch.equal(before[k], bn_state(model)[k]) for k in frozen if k.endswith("running_mean"))
 
 
 def test_multi_task_save_load_switch_round_trip(tmp_path):

@@ -9,25 +9,21 @@ encoder it is loaded on, and adapters of other tasks sharing the encoder change 
 
 from __future__ import annotations
 
-import weakref
-
 from torch import nn
 
 __all__ = ["freeze_batchnorm_statistics", "has_frozen_batchnorm_statistics"]
 
-#: BatchNorm module -> handle of its forward pre-hook
-_HOOKS: "weakref.WeakKeyDictionary[nn.Module, object]" = weakref.WeakKeyDictionary()
-
-
-def _is_frozen(module: nn.Module) -> bool:
-    return not any(p.requires_grad for p in module.parameters(recurse=False))
+#: attribute set on each BatchNorm the hook is registered on: True while its statistics are frozen. A flag on the
+#: module (rather than a registry of hook handles) stays consistent when the model is deep-copied or pickled.
+_FLAG = "tac_ecg_freeze_statistics"
 
 
 def _keep_running_statistics(module: nn.Module, args) -> None:
     # Runs right before the BatchNorm's own forward, whichever module called it, so it also holds when a sub-module
     # (say the encoder of a classifier) is called directly. A BatchNorm whose affine parameters are trained again is
     # left alone: its statistics then belong to the training.
-    if module.training and _is_frozen(module):
+    frozen = not any(p.requires_grad for p in module.parameters(recurse=False))
+    if module.training and frozen and getattr(module, _FLAG, False):
         module.eval()
 
 
@@ -36,22 +32,20 @@ def freeze_batchnorm_statistics(model: nn.Module, freeze: bool = True) -> int:
     its running statistics never change while the rest of the model trains.
 
     A forward pre-hook on each BatchNorm puts it back in eval mode before it runs (``model.train()`` may be called
-    at any time, as ``Trainer`` does). Calling it again is harmless; ``freeze=False`` removes the hooks. Returns the
-    number of BatchNorm layers covered.
+    at any time, as ``Trainer`` does). Calling it again is harmless; ``freeze=False`` turns it off. Returns the number
+    of BatchNorm layers it now applies to.
     """
     count = 0
     for module in model.modules():
         if not isinstance(module, nn.modules.batchnorm._BatchNorm):
             continue
-        handle = _HOOKS.pop(module, None)
-        if handle is not None:
-            handle.remove()
-        if freeze:
-            _HOOKS[module] = module.register_forward_pre_hook(_keep_running_statistics)
-            count += 1
+        if not hasattr(module, _FLAG):
+            module.register_forward_pre_hook(_keep_running_statistics)
+        setattr(module, _FLAG, bool(freeze))
+        count += bool(freeze)
     return count
 
 
 def has_frozen_batchnorm_statistics(module: nn.Module) -> bool:
-    """Whether :func:`freeze_batchnorm_statistics` covers this BatchNorm."""
-    return module in _HOOKS
+    """Whether :func:`freeze_batchnorm_statistics` applies to this BatchNorm."""
+    return bool(getattr(module, _FLAG, False))
