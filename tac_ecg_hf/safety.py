@@ -1,54 +1,112 @@
-"""Safe loading and crash-safe saving of checkpoints and adapters.
+"""Safe, verified loading and crash-safe saving of encoders and task adapters.
 
-* **Pickle refusal.** Model classes of tac-ecg-hf load safetensors only unless ``use_safetensors=False`` is passed
-  (see ``SafetensorsOnlyMixin`` in ``models/encoders/modeling_ecg_base.py``). Adapters go through
-  :func:`check_adapter_files`: a folder with only ``adapter_model.bin`` is refused unless ``allow_pickle=True``.
-  :func:`load_peft_adapter` wraps ``PeftModel.from_pretrained`` / ``load_adapter`` with that check.
-* **Atomic saves.** :func:`atomic_save_pretrained` writes ``save_pretrained`` output to a temporary sibling folder,
-  fsyncs it and then swaps it into place, so a run killed mid-save leaves the previous checkpoint intact and never
-  a half-written one.
+* **Safetensors through the libraries.** :func:`load_encoder` passes ``use_safetensors=True`` to transformers'
+  ``from_pretrained`` and :func:`load_task_adapter` loads ``adapter_model.safetensors`` through PEFT. A pickle-only
+  checkpoint (``pytorch_model.bin``, ``adapter_model.bin``) is refused with :class:`UnsafeCheckpointError` unless the
+  caller passes ``allow_pickle=True``; it is then read with torch's weights-only unpickler
+  (``torch.load(weights_only=True)``, as transformers and PEFT do), and a file that unpickler refuses is refused too.
+* **Verified weights.** Every tensor of the file must land in the model, every module that needs weights from it
+  must get them, and every shape must agree; otherwise :class:`CheckpointMismatchError` (encoders) or
+  :class:`~tac_ecg_hf.adapters.lrc.AdapterMismatchError` (adapters) says which tensors, in one line. An adapter
+  also names the encoder it was trained on (``encoder_fingerprint`` in its ``adapter_config.json``, see
+  :mod:`tac_ecg_hf.adapters.fingerprint`); loading it on other encoder weights is refused. Adapters saved before the
+  fingerprint existed are checked by their declared ``encoder_signature`` and by the shapes of their tensors.
+* **Atomic saves.** :func:`atomic_save_pretrained` writes ``save_pretrained`` output to a temporary sibling folder
+  and moves it into place with ``os.replace``, so a run killed mid-save leaves the previous checkpoint intact.
+
+Every error here is one line saying what is wrong and how to fix it, of a type the CLI maps to exit status 2.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import fnmatch
+import json
 import os
+import pickle
 import shutil
+import tempfile
 import uuid
+import warnings
 from pathlib import Path
 
-from .models.encoders.modeling_ecg_base import (
-    PICKLE_WEIGHT_FILES,
-    SAFE_WEIGHT_FILES,
-    UnsafeCheckpointError,
-    pickle_only_checkpoint,
-)
+import torch
+
+from .adapters.lrc.model import AdapterMismatchError
 
 __all__ = [
-    "UnsafeCheckpointError",
     "ADAPTER_PICKLE_FILES",
     "ADAPTER_SAFE_FILES",
     "PICKLE_WEIGHT_FILES",
     "SAFE_WEIGHT_FILES",
+    "AdapterConfigError",
+    "AdapterMismatchError",
+    "CheckpointFileError",
+    "CheckpointMismatchError",
+    "UnsafeCheckpointError",
+    "atomic_save_pretrained",
     "check_adapter_files",
     "check_model_files",
+    "load_encoder",
     "load_peft_adapter",
-    "atomic_save_pretrained",
+    "load_task_adapter",
+    "pickle_only_checkpoint",
     "replace_dir",
 ]
 
+#: weight files that are Python pickles (``torch.load`` can run code from them) / safetensors files
+PICKLE_WEIGHT_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+SAFE_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 ADAPTER_SAFE_FILES = ("adapter_model.safetensors",)
 ADAPTER_PICKLE_FILES = ("adapter_model.bin",)
+ADAPTER_CONFIG_FILE = "adapter_config.json"
 #: weight files superseded by a new save (not carried over from the previous version of a target folder)
 _WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json", "*.pt", "*.pth")
-_TMP_TAG = ".tmp-"
+_HUB_KWARGS = ("revision", "subfolder", "token", "cache_dir", "local_files_only", "force_download")
+
+
+class UnsafeCheckpointError(OSError):
+    """A checkpoint holds only pickle weights (``*.bin``), which can run arbitrary code when loaded, and the caller
+    did not allow them (``allow_pickle=True``), or torch's weights-only unpickler refused the file."""
+
+
+class CheckpointFileError(OSError):
+    """A weights or config file is missing, truncated or not what its name says."""
+
+
+class CheckpointMismatchError(ValueError):
+    """The tensors of an encoder checkpoint do not fit the model: unexpected, missing or differently shaped."""
+
+
+class AdapterConfigError(ValueError):
+    """An ``adapter_config.json`` is not a valid adapter configuration."""
+
+
+def _one_line(err: BaseException | str) -> str:
+    return " ".join(str(err).split())
+
+
+def _examples(keys, limit: int = 3) -> str:
+    keys = sorted(_display(k) for k in keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # pickle refusal
+
+
+def pickle_only_checkpoint(folder, safe_files=SAFE_WEIGHT_FILES, pickle_files=PICKLE_WEIGHT_FILES) -> list:
+    """The pickle weight files of a local ``folder`` that has no safetensors weights (empty list otherwise, and for
+    anything that is not a local directory, such as a Hub id)."""
+    try:
+        if folder is None or not os.path.isdir(folder):
+            return []
+    except (TypeError, ValueError):
+        return []
+    if any(os.path.isfile(os.path.join(folder, name)) for name in safe_files):
+        return []
+    return [name for name in pickle_files if os.path.isfile(os.path.join(folder, name))]
 
 
 def check_adapter_files(path: str | os.PathLike, allow_pickle: bool = False) -> None:
@@ -66,7 +124,8 @@ def check_adapter_files(path: str | os.PathLike, allow_pickle: bool = False) -> 
 
 def check_model_files(path: str | os.PathLike, allow_pickle: bool = False) -> bool | None:
     """Refuse a local model folder with only ``pytorch_model.bin`` unless ``allow_pickle``; returns the
-    ``use_safetensors`` value to pass to ``from_pretrained`` (``False`` for an allowed pickle-only folder)."""
+    ``use_safetensors`` value to pass to ``from_pretrained`` (``False`` for an allowed pickle-only folder, else
+    None)."""
     files = pickle_only_checkpoint(path)
     if not files:
         return None
@@ -79,17 +138,241 @@ def check_model_files(path: str | os.PathLike, allow_pickle: bool = False) -> bo
     return False
 
 
-def load_peft_adapter(model, path: str | os.PathLike, adapter_name: str, allow_pickle: bool = False, **kwargs):
-    """Load the adapter at ``path`` onto ``model``: a plain model becomes a ``PeftModel``
-    (``PeftModel.from_pretrained``), a ``PeftModel`` gets one more adapter (``load_adapter``). Pickle-only adapter
-    folders are refused unless ``allow_pickle=True``. Returns the ``PeftModel``."""
-    from peft import PeftModel
+def _weights_only_load(path: Path) -> dict:
+    """``torch.load(weights_only=True)``, the unpickler transformers and PEFT use, with a one-line refusal."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as err:
+        raise UnsafeCheckpointError(
+            f"{path} was refused by torch's weights-only unpickler even with allow_pickle=True "
+            f"({_one_line(err)[:200]}); it holds more than tensors or is corrupt. Convert it to safetensors where you "
+            "trust it, or do not load it."
+        ) from err
 
-    check_adapter_files(path, allow_pickle=allow_pickle)
-    if isinstance(model, PeftModel):
-        model.load_adapter(path, adapter_name=adapter_name, **kwargs)
-        return model
-    return PeftModel.from_pretrained(model, path, adapter_name=adapter_name, **kwargs)
+
+# ----------------------------------------------------------------------------------------------------------------
+# file inspection
+
+
+def _tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of a weights file, read from the safetensors header (no data is loaded), or from a
+    weights-only unpickle of a pickle file."""
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(path, framework="pt") as fh:
+                return {key: tuple(fh.get_slice(key).get_shape()) for key in fh.keys()}
+        except (SafetensorError, OSError) as err:
+            raise CheckpointFileError(
+                f"{path} is not a readable safetensors file ({_one_line(err)}); it is truncated or corrupt: "
+                "download or save it again."
+            ) from err
+    state = _weights_only_load(path)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointFileError(f"{path} does not hold a dict of tensors (got {type(state).__name__}).")
+    return {key: tuple(value.shape) for key, value in state.items()}
+
+
+def _display(key: str) -> str:
+    """A tensor name as the user sees the module: without PEFT's ``base_model.model.`` prefix."""
+    return key.removeprefix("base_model.model.")
+
+
+def _describe_mismatch(expected: dict, found: dict, what: str) -> str:
+    """'' if the two name -> shape maps agree, else one clause per kind of difference."""
+    unexpected = set(found) - set(expected)
+    missing = set(expected) - set(found)
+    shapes = {k for k in set(expected) & set(found) if tuple(expected[k]) != tuple(found[k])}
+    parts = []
+    if unexpected:
+        parts.append(f"{len(unexpected)} tensor(s) of the file have no place in the model ({_examples(unexpected)})")
+    if missing:
+        parts.append(f"{len(missing)} {what} tensor(s) get no value from the file ({_examples(missing)})")
+    if shapes:
+        key = sorted(shapes)[0]
+        parts.append(
+            f"{len(shapes)} shape(s) differ ({_display(key)}: file {tuple(found[key])} vs model {tuple(expected[key])}"
+            + (f" and {len(shapes) - 1} more" if len(shapes) > 1 else "")
+            + ")"
+        )
+    return "; ".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# encoders
+
+
+def load_encoder(path_or_id: str | os.PathLike, cls=None, allow_pickle: bool = False, **kwargs):
+    """``cls.from_pretrained(path_or_id, **kwargs)`` (default ``AutoModelForSequenceClassification``) with
+    safetensors only (unless ``allow_pickle=True``), float32 weights (unless ``dtype`` is given) and verified weights:
+    every tensor of the checkpoint must load into the model and every model tensor must come from it, with one
+    exception, the classification head (``head.*``), which a classifier creates when loading a bare encoder and a bare
+    encoder drops when loading a classifier. Raises :class:`UnsafeCheckpointError`, :class:`CheckpointFileError` or
+    :class:`CheckpointMismatchError`, one line each."""
+    from safetensors import SafetensorError
+    from transformers import AutoModelForSequenceClassification
+
+    cls = cls or AutoModelForSequenceClassification
+    folder = path_or_id
+    if kwargs.get("subfolder") and os.path.isdir(path_or_id):
+        folder = os.path.join(path_or_id, kwargs["subfolder"])
+    use_safetensors = check_model_files(folder, allow_pickle=allow_pickle)
+    kwargs.setdefault("dtype", torch.float32)
+    kwargs["use_safetensors"] = True if use_safetensors is None and not allow_pickle else use_safetensors
+    try:
+        model, info = cls.from_pretrained(path_or_id, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
+    except SafetensorError as err:
+        raise CheckpointFileError(
+            f"the weights of {path_or_id} are not a readable safetensors file ({_one_line(err)}); it is truncated or "
+            "corrupt: download or save it again."
+        ) from err
+    except pickle.UnpicklingError as err:
+        raise UnsafeCheckpointError(
+            f"the pickle weights of {path_or_id} were refused by torch's weights-only unpickler "
+            f"({_one_line(err)[:200]}); convert them to safetensors where you trust them, or do not load them."
+        ) from err
+    except OSError as err:
+        if "safetensors" in str(err) and not os.path.isdir(folder) and not allow_pickle:
+            raise UnsafeCheckpointError(
+                f"{_one_line(err)} tac-ecg-hf loads safetensors only by default; if {path_or_id} has only a pickle "
+                "checkpoint (pytorch_model.bin), convert it to safetensors, or pass allow_pickle=True if you trust it."
+            ) from err
+        raise
+    has_head = hasattr(model, "head")
+    missing = {k for k in info["missing_keys"] if not (has_head and k.startswith("head."))}
+    unexpected = {k for k in info["unexpected_keys"] if not (not has_head and k.startswith("head."))}
+    mismatched = {key: (found, expected) for key, found, expected in info["mismatched_keys"]}
+    problems = _describe_mismatch(
+        {**{k: () for k in missing}, **{k: v[1] for k, v in mismatched.items()}},
+        {**{k: () for k in unexpected}, **{k: v[0] for k, v in mismatched.items()}},
+        "model",
+    )
+    if problems:
+        raise CheckpointMismatchError(
+            f"the weights of {path_or_id} do not fit {type(model).__name__} built from its config.json: {problems}. "
+            "The config and the weights do not belong together; save them again with save_pretrained."
+        )
+    return model
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# adapters
+
+
+def _adapter_folder(path, kwargs: dict) -> Path:
+    """A local folder with the adapter's files: ``path`` itself (joined with ``subfolder``), or the files of a Hub
+    repository fetched with ``huggingface_hub.snapshot_download`` (cached; works offline from a filled cache)."""
+    subfolder = kwargs.pop("subfolder", None) or ""
+    local = Path(path) / subfolder
+    if local.is_dir():
+        return local
+    from huggingface_hub import snapshot_download
+
+    prefix = f"{subfolder.strip('/')}/" if subfolder else ""
+    patterns = [prefix + name for name in (ADAPTER_CONFIG_FILE, *ADAPTER_SAFE_FILES, *ADAPTER_PICKLE_FILES)]
+    hub_kwargs = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
+    return Path(snapshot_download(os.fspath(path), allow_patterns=patterns, **hub_kwargs)) / subfolder
+
+
+def _read_adapter_config(folder: Path):
+    from peft import PeftConfig
+
+    path = folder / ADAPTER_CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointFileError(
+            f"{folder} has no {ADAPTER_CONFIG_FILE}; it is not a saved adapter (PeftModel.save_pretrained writes one)."
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise AdapterConfigError(f"{path} is not valid JSON ({_one_line(err)}); save the adapter again.") from err
+    if not isinstance(data, dict):
+        raise AdapterConfigError(
+            f"{path} holds a JSON {type(data).__name__}, not an object of adapter settings; save the adapter again."
+        )
+    if not isinstance(data.get("peft_type"), str):
+        raise AdapterConfigError(f"{path} has no peft_type (such as 'LRC_ADAPTER'); it is not a PEFT adapter config.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PEFT warns about unknown keys; the values are checked below
+            return PeftConfig.from_pretrained(os.fspath(folder))
+    except (ValueError, TypeError, KeyError) as err:
+        raise AdapterConfigError(f"{path} is not a valid adapter config: {_one_line(err)}") from err
+
+
+def _adapter_weights_file(folder: Path, allow_pickle: bool) -> Path:
+    for name in ADAPTER_SAFE_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    check_adapter_files(folder, allow_pickle=allow_pickle)  # raises for a pickle-only folder without allow_pickle
+    for name in ADAPTER_PICKLE_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    raise CheckpointFileError(f"{folder} has no adapter weights ({', '.join(ADAPTER_SAFE_FILES)}).")
+
+
+def load_task_adapter(
+    model, path: str | os.PathLike, adapter_name: str, allow_pickle: bool = False, is_trainable: bool = False, **kwargs
+):
+    """Load the adapter at ``path`` (a folder, or a Hub id with optional ``subfolder``/``revision``) onto ``model``
+    as ``adapter_name`` and return the ``PeftModel``: a plain model is wrapped (``PeftModel.from_pretrained``), a
+    ``PeftModel`` gets one more adapter (``load_adapter``).
+
+    Before anything is loaded: ``adapter_config.json`` must be a valid config, the weights must be safetensors
+    (a pickle ``adapter_model.bin`` only with ``allow_pickle=True``, through torch's weights-only unpickler) and
+    readable.
+    While injecting, an LRC-Adapter checks the encoder (``encoder_fingerprint``, else ``encoder_signature``). After
+    injecting, the tensors of the file must match the injected adapter and head modules one to one, by name and shape
+    (an adapter whose ``target_modules`` match nothing, another label count or rank than its weights is refused);
+    on a refusal the model is left as it was. Raises :class:`UnsafeCheckpointError`, :class:`CheckpointFileError`,
+    :class:`AdapterConfigError` or :class:`AdapterMismatchError`, one line each.
+    """
+    from peft import PeftModel
+    from peft.utils import get_peft_model_state_dict
+
+    folder = _adapter_folder(path, kwargs)
+    config = _read_adapter_config(folder)
+    file_shapes = _tensor_shapes(_adapter_weights_file(folder, allow_pickle))
+    is_peft_model = isinstance(model, PeftModel)
+    if is_peft_model and adapter_name in model.peft_config:
+        raise ValueError(f"The model already has an adapter named {adapter_name!r}; choose another adapter_name.")
+    try:
+        with warnings.catch_warnings():
+            # mismatched shapes are skipped by PEFT (ignore_mismatched_sizes) and reported below in one line
+            warnings.simplefilter("ignore", UserWarning)
+            if is_peft_model:
+                model.load_adapter(
+                    folder, adapter_name, is_trainable=is_trainable, ignore_mismatched_sizes=True, **kwargs
+                )
+                peft_model = model
+            else:
+                peft_model = PeftModel.from_pretrained(
+                    model, folder, adapter_name=adapter_name, is_trainable=is_trainable, config=config,
+                    ignore_mismatched_sizes=True, **kwargs,
+                )
+    except AdapterMismatchError as err:
+        raise AdapterMismatchError(f"adapter {folder}: {_one_line(err)}") from err
+    except ValueError as err:  # e.g. target_modules that match nothing, a head_module the model lacks
+        raise AdapterMismatchError(f"adapter {folder} does not fit this model: {_one_line(err)}") from err
+    expected = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(peft_model, adapter_name=adapter_name).items()}
+    problems = _describe_mismatch(expected, file_shapes, "adapter")
+    if problems:
+        if is_peft_model:
+            peft_model.delete_adapter(adapter_name)
+        else:
+            peft_model.unload()  # puts the base layers back: the caller's model is as before
+        raise AdapterMismatchError(
+            f"adapter {folder} ({adapter_name!r}) does not fit this model: {problems}. Its adapter_config.json and "
+            "adapter_model.safetensors do not belong together or were made for another encoder; save it again from "
+            "the model it was trained with."
+        )
+    return peft_model
+
+
+def load_peft_adapter(model, path: str | os.PathLike, adapter_name: str, allow_pickle: bool = False, **kwargs):
+    """Former name of :func:`load_task_adapter` (same checks)."""
+    return load_task_adapter(model, path, adapter_name, allow_pickle=allow_pickle, **kwargs)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -117,71 +400,26 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
-    if not hasattr(os, "uname") or os.uname().sysname != "Linux":
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    renameat2.restype = ctypes.c_int
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
-        return False  # file system or kernel without RENAME_EXCHANGE
-    raise OSError(err, f"renameat2(RENAME_EXCHANGE) failed: {os.strerror(err)}", os.fspath(a))
-
-
 def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Move the folder ``src`` to ``dst``, replacing an existing ``dst`` folder.
+    """Move the folder ``src`` to ``dst`` (same file system), replacing an existing ``dst`` folder.
 
-    A new ``dst`` appears with one ``rename``; an existing one is swapped atomically with ``RENAME_EXCHANGE``
-    where the kernel supports it (readers see the old or the new folder, never a mix), else it is renamed aside
-    first (a crash in between leaves it as ``.<name>.tmp-old-*`` next to ``dst``). ``src`` must be on the same
-    file system (a sibling).
+    A new ``dst`` appears with one ``os.replace``. An existing one is renamed aside, ``src`` is moved in and the old
+    one removed; if the move fails the old folder is put back. Readers never see a half-written folder; a crash
+    between the two renames leaves the old version as ``.<name>.old-*`` next to ``dst``.
     """
     src, dst = Path(src), Path(dst)
     if not dst.exists():
-        os.rename(src, dst)
-    elif _exchange(src, dst):
-        shutil.rmtree(src)  # now the old version
+        os.replace(src, dst)
     else:
-        aside = dst.parent / f".{dst.name}{_TMP_TAG}old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        os.rename(dst, aside)
-        os.rename(src, dst)
+        aside = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(dst, aside)
+        try:
+            os.replace(src, dst)
+        except BaseException:
+            os.replace(aside, dst)
+            raise
         shutil.rmtree(aside, ignore_errors=True)
     _fsync_dir(dst.parent)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_stale_temps(parent: Path, name: str) -> None:
-    """Remove temporary folders ``.<name>.tmp-<pid>-*`` left by killed saves (their process is gone)."""
-    prefix = f".{name}{_TMP_TAG}"
-    if not parent.is_dir():
-        return
-    for entry in parent.iterdir():
-        if not entry.name.startswith(prefix):
-            continue
-        token = entry.name[len(prefix):].removeprefix("old-").split("-", 1)[0]
-        if token.isdigit() and int(token) != os.getpid() and not _pid_alive(int(token)):
-            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _carry_over(old: Path, new: Path) -> None:
@@ -209,45 +447,58 @@ def _saved_adapter_names(model, kwargs: dict) -> list[str] | None:
     peft_config = getattr(model, "peft_config", None)
     if not isinstance(peft_config, dict) or not hasattr(model, "load_adapter"):
         return None
-    names = kwargs.get("selected_adapters") or list(peft_config)
-    return list(names)
+    return list(kwargs.get("selected_adapters") or peft_config)
+
+
+def _record_encoder_fingerprint(model, adapters: list[str]) -> None:
+    """Store the fingerprint of the encoder as it is at save time in each saved LRC adapter's config."""
+    from .adapters.fingerprint import encoder_fingerprint
+    from .adapters.lrc import LRCConfig
+
+    configs = [model.peft_config[name] for name in adapters if isinstance(model.peft_config.get(name), LRCConfig)]
+    if configs:
+        fingerprint = encoder_fingerprint(model)
+        for config in configs:
+            config.encoder_fingerprint = fingerprint
 
 
 def atomic_save_pretrained(model, path: str | os.PathLike, **kwargs) -> Path:
     """``model.save_pretrained(path, **kwargs)`` that a crash or kill cannot leave half-written.
 
-    Everything is written to a temporary folder next to ``path`` (``.<name>.tmp-<pid>-<random>``), fsynced, and
-    then moved into place with :func:`replace_dir`:
+    Everything is written to a temporary folder next to ``path`` (``.<name>.tmp-*``), fsynced, and then moved into
+    place with :func:`replace_dir`:
 
     * a ``PeftModel`` writes one folder per adapter (``<path>/<adapter>/``, the ``default`` adapter at ``<path>``
-      itself): each adapter folder is replaced as a unit, other adapters already in ``path`` are left alone;
+      itself): each adapter folder is replaced as a unit, other adapters already in ``path`` are left alone; LRC
+      adapters record the fingerprint of the encoder as it is at save time;
     * any other model (a ``transformers`` model, a tokenizer...) replaces ``path`` as a unit; entries of an existing
       ``path`` that the new save does not write (say an ``adapters/`` folder next to the encoder) are carried over,
       except top-level weight files, which the new save supersedes.
 
-    If ``save_pretrained`` raises (disk full, interrupted), the temporary folder is removed and ``path`` is
-    untouched; temporary folders of killed processes are removed by the next call. Returns ``path``.
+    If ``save_pretrained`` raises (disk full, interrupted), the temporary folder is removed and ``path`` is untouched;
+    a process killed mid-save leaves its hidden temporary folder behind (remove ``.<name>.tmp-*`` folders when no
+    save is running). Returns ``path``.
     """
     path = Path(path)
     parent = path.parent
     parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(parent, path.name)
-    tmp = parent / f".{path.name}{_TMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    adapters = _saved_adapter_names(model, kwargs)
+    if adapters is None or "default" in adapters:
+        if path.exists() and not path.is_dir():
+            raise FileExistsError(f"{path} exists and is not a folder; refusing to replace it with a checkpoint.")
+    if adapters:
+        _record_encoder_fingerprint(model, adapters)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
     try:
         model.save_pretrained(tmp, **kwargs)
         _fsync_tree(tmp)
-        adapters = _saved_adapter_names(model, kwargs)
         if adapters is None or "default" in adapters:
             if path.is_dir():
                 _carry_over(path, tmp)
-            elif path.exists():
-                raise FileExistsError(f"{path} exists and is not a folder; refusing to replace it with a checkpoint.")
             replace_dir(tmp, path)
             return path
         path.mkdir(parents=True, exist_ok=True)
         for name in adapters:
-            _remove_stale_temps(path, name)
             if (tmp / name).is_dir():
                 replace_dir(tmp / name, path / name)
         for entry in tmp.iterdir():  # files PEFT writes at the top (README.md): one atomic rename each

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .adapters.batchnorm import freeze_batchnorm_statistics
 from .tasks import TASKS, TaskSpec, get_task
 
 METHODS = ("lrc", "lrc-parallel", "lora", "linear", "full", "scratch")
@@ -295,29 +296,13 @@ def build_classifier(
     return get_peft_model(model, lrc, adapter_name=adapter_name or task.name)
 
 
-def freeze_batchnorm_statistics(model: nn.Module) -> None:
-    """Keep every BatchNorm whose affine parameters are frozen in eval mode while ``Trainer`` trains (it calls
-    ``model.train()`` before every step): a forward pre-hook puts them back in eval mode."""
-    frozen = [
-        m for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters(recurse=False))
-    ]
-    if not frozen:
-        return
-
-    def _hook(module, args):
-        if module.training:
-            for bn in frozen:
-                bn.eval()
-
-    handle = getattr(model, "_tac_ecg_bn_hook", None)
-    if handle is not None:
-        handle.remove()
-    model._tac_ecg_bn_hook = model.register_forward_pre_hook(_hook)
-
-
 def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
+    """(trainable, total) parameter counts, as PEFT (``get_nb_trainable_parameters``) or transformers
+    (``num_parameters``) count them."""
+    if hasattr(model, "get_nb_trainable_parameters"):
+        return tuple(model.get_nb_trainable_parameters())
+    if hasattr(model, "num_parameters"):
+        return model.num_parameters(only_trainable=True), model.num_parameters()
     return sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters())
 
 

@@ -14,10 +14,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+from transformers.modeling_outputs import BaseModelOutputWithPoolingAndNoAttention, SequenceClassifierOutput
 
 import tac_ecg_hf
 from tac_ecg_hf import ENCODER_FAMILIES, ENCODER_PRESETS, create_encoder_config
-from tac_ecg_hf.models.encoders import ECGEncoderOutput
+from tac_ecg_hf.models.encoders import ConfigFieldError
 
 #: tiny, fast configs of every family (each builds in milliseconds)
 TINY = {
@@ -91,10 +92,11 @@ def test_base_model_forward_shapes(family):
     x = torch.randn(3, 12, 200)
     with torch.no_grad():
         out = model(x)
-    assert isinstance(out, ECGEncoderOutput)
+    assert isinstance(out, BaseModelOutputWithPoolingAndNoAttention)
     hidden, pooled = out.last_hidden_state, out.pooler_output
     assert hidden.dim() == 3 and hidden.shape[0] == 3
     assert pooled.shape == (3, model.config.feature_size)
+    assert out.hidden_states is None  # only on request
     # pooler_output is the pooling of last_hidden_state (avg + max by default)
     assert torch.allclose(pooled, torch.cat([hidden.mean(-1), hidden.amax(-1)], dim=-1))
     assert torch.isfinite(pooled).all()
@@ -102,6 +104,60 @@ def test_base_model_forward_shapes(family):
     with torch.no_grad():
         hidden_t, pooled_t = model(x, return_dict=False)
     assert torch.equal(hidden_t, hidden) and torch.equal(pooled_t, pooled)
+
+
+#: feature maps returned as hidden_states: the stem output and one per stage / block / layer
+EXPECTED_HIDDEN_STATES = {
+    "xresnet1d": 1 + len(TINY["xresnet1d"]["layers"]),
+    "resnet1d": 1 + len(TINY["resnet1d"]["layers"]),
+    "inception1d": TINY["inception1d"]["depth"],
+    "fcn1d": len(TINY["fcn1d"]["widths"]),
+    "lstm1d": TINY["lstm1d"]["num_layers"],
+    "ecg_transformer": 1 + TINY["ecg_transformer"]["num_hidden_layers"],
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_output_hidden_states(family):
+    model = build(family, kind="cls", num_labels=3)
+    x = torch.randn(2, 12, 160)
+    with torch.no_grad():
+        base = model.encoder(x, output_hidden_states=True)
+        cls = model(x, output_hidden_states=True)
+        plain = model.encoder(x)
+    states = base.hidden_states
+    assert isinstance(states, tuple) and len(states) == EXPECTED_HIDDEN_STATES[family]
+    assert all(h.dim() == 3 and h.shape[0] == 2 for h in states)  # (batch, channels, time) like last_hidden_state
+    assert states[-1].shape[1] == base.last_hidden_state.shape[1]
+    if family != "ecg_transformer":  # the transformer's last_hidden_state is its last layer after the final norm
+        assert torch.equal(states[-1], base.last_hidden_state)
+    assert torch.equal(base.pooler_output, plain.pooler_output)  # asking for them changes nothing else
+    assert isinstance(cls, SequenceClassifierOutput) and len(cls.hidden_states) == len(states)
+    for a, b in zip(cls.hidden_states, states):
+        assert torch.equal(a, b)
+    # tuple outputs carry them last, as transformers' ResNet does
+    with torch.no_grad():
+        as_tuple = model.encoder(x, output_hidden_states=True, return_dict=False)
+        logits, states_t = model(x, output_hidden_states=True, return_dict=False)
+    assert len(as_tuple) == 3 and len(as_tuple[2]) == len(states)
+    assert torch.equal(logits, cls.logits) and len(states_t) == len(states)
+    # the config default is honoured
+    model.config.output_hidden_states = True
+    with torch.no_grad():
+        assert len(model.encoder(x).hidden_states) == len(states)
+
+
+def test_lstm_layers_compute_what_a_stacked_nn_lstm_computes():
+    """LSTM1d keeps one nn.LSTM per layer (so adapters fit between layers); the result equals one multi-layer LSTM."""
+    model = build("lstm1d", num_layers=3, hidden_size=6, bidirectional=True)
+    reference = nn.LSTM(12, 6, num_layers=3, batch_first=True, bidirectional=True).eval()
+    with torch.no_grad():
+        for i, layer in enumerate(model.layers):
+            for name, value in layer.named_parameters():  # weight_ih_l0 -> weight_ih_l{i}
+                getattr(reference, name.replace("_l0", f"_l{i}")).copy_(value)
+        x = torch.randn(2, 12, 50)
+        expected, _ = reference(x.transpose(1, 2))
+        assert torch.allclose(model(x).last_hidden_state, expected.transpose(1, 2), atol=1e-6)
 
 
 @pytest.mark.parametrize("family", ["xresnet1d", "lstm1d"])
@@ -132,9 +188,52 @@ def test_classification_losses_match_torch(family):
     assert torch.allclose(out.loss, F.cross_entropy(out.logits, targets), atol=1e-6)
 
 
-def test_problem_type_defaults_to_single_label():
-    model = build("fcn1d", kind="cls", num_labels=3)
-    assert model.config.problem_type == "single_label_classification"
+def _auto_classifier(num_labels: int = 5, **overrides):
+    torch.manual_seed(0)
+    config = create_encoder_config("resnet1d", **TINY["resnet1d"], num_labels=num_labels, **overrides)
+    return AutoModelForSequenceClassification.from_config(config).eval()
+
+
+def test_problem_type_is_inferred_from_the_labels():
+    """problem_type left unset: float multi-hot rows give BCE, integer class ids give cross-entropy (as
+    transformers' classification heads do), and the inferred type is stored in the config."""
+    x = torch.randn(4, 12, 128)
+    multi = _auto_classifier(num_labels=5)
+    assert multi.config.problem_type is None
+    multi_hot = torch.tensor([[1, 0, 0, 1, 0], [0, 0, 0, 0, 1], [1, 1, 1, 0, 0], [0, 0, 0, 0, 0]], dtype=torch.float32)
+    with torch.no_grad():
+        out = multi(x, labels=multi_hot)
+    assert torch.allclose(out.loss, F.binary_cross_entropy_with_logits(out.logits, multi_hot), atol=1e-6)
+    assert multi.config.problem_type == "multi_label_classification"
+
+    single = _auto_classifier(num_labels=5)
+    targets = torch.tensor([4, 0, 2, 2])
+    with torch.no_grad():
+        out = single(x, labels=targets)
+    assert torch.allclose(out.loss, F.cross_entropy(out.logits, targets), atol=1e-6)
+    assert single.config.problem_type == "single_label_classification"
+
+    regression = _auto_classifier(num_labels=1)
+    values = torch.tensor([0.5, -1.0, 2.0, 0.0])
+    with torch.no_grad():
+        out = regression(x, labels=values)
+    assert torch.allclose(out.loss, F.mse_loss(out.logits.squeeze(-1), values), atol=1e-6)
+    assert regression.config.problem_type == "regression"
+
+
+def test_explicit_problem_type_is_respected():
+    x = torch.randn(4, 12, 128)
+    # integer-valued multi-hot rows under an explicit multi-label problem type: BCE, not a class-id reading
+    multi = _auto_classifier(num_labels=3, problem_type="multi_label_classification")
+    rows = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    with torch.no_grad():
+        out = multi(x, labels=rows)
+    assert torch.allclose(out.loss, F.binary_cross_entropy_with_logits(out.logits, rows), atol=1e-6)
+    assert multi.config.problem_type == "multi_label_classification"
+    single = _auto_classifier(num_labels=3, problem_type="single_label_classification")
+    with pytest.raises(ValueError, match="look like multi-hot rows: use problem_type='multi_label_classification'"):
+        single(x, labels=rows)
+    assert single.config.problem_type == "single_label_classification"
 
 
 def test_classification_label_errors():
@@ -143,8 +242,13 @@ def test_classification_label_errors():
     with pytest.raises(ValueError, match="multi-label labels must have shape"):
         multi(x, labels=torch.ones(2, 4))
     single = build("fcn1d", kind="cls", num_labels=4, problem_type="single_label_classification")
-    with pytest.raises(ValueError, match="class ids"):
+    with pytest.raises(ValueError, match=r"single-label labels must be 2 class ids"):
+        single(x, labels=torch.tensor([0, 1, 2]))
+    with pytest.raises(IndexError, match="out of bounds"):  # torch's own message for a class id >= num_labels
         single(x, labels=torch.tensor([0, 4]))
+    inferred = build("fcn1d", kind="cls", num_labels=4)
+    with pytest.raises(ValueError, match=r"integer class ids need dtype torch.long"):
+        inferred(x, labels=torch.tensor([0.0, 2.0]))
 
 
 def test_classification_backward_reaches_encoder():
@@ -195,13 +299,19 @@ def test_input_errors_are_helpful(kind):
     assert "transpose" not in str(err.value)
     with pytest.raises(ValueError, match=r"time-first: pass input_values.transpose\(1, 2\)"):
         model(torch.randn(2, 1000, 12))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        model(torch.randn(2, 12, 100).numpy())
+
+
+def test_forward_does_not_scan_values():
+    """The model checks shapes only (no host-device sync per batch): NaN values pass through; the feature
+    extractor (ECGPreprocessor) is where records are checked for them."""
+    model = build("resnet1d")
     bad = torch.randn(2, 12, 100)
     bad[0, 3, 10] = float("nan")
-    bad[1, 0, 0] = float("inf")
-    with pytest.raises(ValueError, match="2 NaN/inf"):
-        model(bad)
-    with pytest.raises(TypeError, match="torch.Tensor"):
-        model(bad.numpy())
+    with torch.no_grad():
+        pooled = model(bad).pooler_output
+    assert torch.isnan(pooled[0]).any() and torch.isfinite(pooled[1]).all()
 
 
 @pytest.mark.parametrize(
@@ -211,18 +321,20 @@ def test_input_errors_are_helpful(kind):
         ("lstm1d", dict(in_channels=12, lead_names=["I"]), "lead_names"),
         ("xresnet1d", dict(pooling="attention"), "pooling"),
         ("xresnet1d", dict(layers=[1, 1], block_widths=[8]), "same length"),
-        ("xresnet1d", dict(kernel_size=4), "odd"),
-        ("resnet1d", dict(kernel_size=4), "odd"),
-        ("inception1d", dict(kernel_sizes=[8, 5]), "odd"),
+        ("xresnet1d", dict(kernel_size=4), "kernel_size must be an odd integer"),
+        ("resnet1d", dict(kernel_size=4), "kernel_size must be an odd integer"),
+        ("inception1d", dict(kernel_sizes=[8, 5]), r"kernel_sizes\[0\] must be an odd integer"),
         ("fcn1d", dict(widths=[8, 8], kernel_sizes=[3]), "same length"),
         ("ecg_transformer", dict(hidden_size=18, num_attention_heads=4), "divisible"),
-        ("resnet1d", dict(in_channels=0), "positive integer"),
-        ("resnet1d", dict(sampling_rate=-100), "positive integer"),
+        ("resnet1d", dict(in_channels=0), r"in_channels must be an integer in \[1, 64\], got 0"),
+        ("resnet1d", dict(sampling_rate=-100), "sampling_rate must be an integer"),
+        ("lstm1d", dict(dropout=1.0), r"dropout must be a number in \[0, 1\)"),
     ],
 )
 def test_inconsistent_configs_raise(family, kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ConfigFieldError, match=match) as err:
         create_encoder_config(family, **{**TINY[family], **kwargs})
+    assert isinstance(err.value, ValueError) and "\n" not in str(err.value)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -263,17 +375,31 @@ def test_post_init_applied_own_init():
 
 
 def test_post_init_lstm_and_transformer():
-    lstm = build("lstm1d").lstm
+    lstm = build("lstm1d").layers[0]
     hidden = lstm.hidden_size
     assert torch.all(lstm.bias_ih_l0[hidden : 2 * hidden] == 1.0)  # forget gate
     assert torch.all(lstm.bias_ih_l0[:hidden] == 0.0)
     w = lstm.weight_hh_l0  # orthogonal init of the (4H, H) matrix: orthonormal columns
     assert torch.allclose(w.t() @ w, torch.eye(hidden), atol=1e-4)
 
-    transformer = build("ecg_transformer")
-    attn = transformer.layers.layers[0].self_attn
-    assert torch.all(attn.in_proj_bias == 0)
+    transformer = build("ecg_transformer", initializer_range=0.05)
+    attention = transformer.layers[0].attention
+    assert torch.all(attention.q_proj.bias == 0)
+    assert 0.03 < attention.q_proj.weight.std().item() < 0.07  # transformers' default: normal(initializer_range)
     assert torch.all(transformer.norm.weight == 1) and torch.all(transformer.norm.bias == 0)
+
+
+def test_from_pretrained_initialises_only_what_the_checkpoint_lacks(tmp_path):
+    """_init_weights uses transformers.initialization, so loaded tensors are never re-initialised; the head a
+    classifier adds on top of an encoder-only checkpoint is."""
+    encoder = build("xresnet1d")
+    _randomise_batchnorm_stats(encoder)
+    encoder.save_pretrained(tmp_path)
+    classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=3)
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(classifier.encoder.state_dict()[key], value), key
+    head = classifier.head.classifier
+    assert torch.all(head.bias == 0) and 0.005 < head.weight.std().item() < 0.05
 
 
 # ----------------------------------------------------------------------------------------------------------------

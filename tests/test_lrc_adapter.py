@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -11,8 +12,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from tac_ecg_hf import AdapterMismatchError, LRCConfig, create_encoder_config, get_task
-from tac_ecg_hf.adapters.lrc import LRCHead, LRCLayer, LRCParallel, LRCSerial
-from tac_ecg_hf.models.encoders import ENCODER_FAMILIES
+from tac_ecg_hf.adapters.batchnorm import freeze_batchnorm_statistics, has_frozen_batchnorm_statistics
+from tac_ecg_hf.adapters.lrc import (
+    TRANSFORMERS_MODELS_TO_LRC_TARGET_MODULES_MAPPING,
+    LRCHead,
+    LRCLayer,
+    LRCModel,
+    LRCParallel,
+    LRCSerial,
+)
+from tac_ecg_hf.models.encoders import ENCODER_FAMILIES, ENCODER_PRESETS
 
 XRES_TINY = dict(layers=[1, 1], block_widths=[8, 8], stem_widths=[8, 8, 8], expansion=2)
 TINY = {
@@ -24,6 +33,9 @@ TINY = {
     "ecg_transformer": dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
 }
 LENGTH = 128
+FAMILIES = sorted(TINY)
+#: families with convolutions (the parallel variant needs them)
+CONV_FAMILIES = [f for f in FAMILIES if "parallel" in TRANSFORMERS_MODELS_TO_LRC_TARGET_MODULES_MAPPING[f]]
 
 
 def base_model(family: str = "xresnet1d", seed: int = 0, num_labels: int = 5, randomise_bn: bool = True, **overrides):
@@ -78,16 +90,41 @@ def test_config_for_task_and_validation():
     assert config.labels == ["N", "A", "O", "~"] and config.problem_type == "single_label_classification"
     assert config.task_name == "cinc2017" and config.scaling == 1.0
     assert LRCConfig(r=4, alpha=8).scaling == 2.0
-    with pytest.raises(ValueError, match="variant"):
-        LRCConfig(variant="sideways")
-    with pytest.raises(ValueError, match="positive integer"):
-        LRCConfig(r=0)
-    with pytest.raises(ValueError, match="problem_type"):
-        LRCConfig(problem_type="regression")
-    with pytest.raises(ValueError, match="unique"):
-        LRCConfig(labels=["a", "a"])
     with pytest.raises(KeyError, match="Unknown task"):
         LRCConfig.for_task("mitbih-42")
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(variant="sideways"), "variant"),
+        (dict(r=0), r"r must be an integer in \[1, 1024\], got 0"),
+        (dict(r=4096), r"r must be an integer in \[1, 1024\], got 4096"),
+        (dict(r=2.5), "r must be an integer"),
+        (dict(alpha=-1), "alpha must be a positive number"),
+        (dict(dropout=1.0), r"dropout must be a number in \[0, 1\)"),
+        (dict(dropout=-0.1), r"dropout must be a number in \[0, 1\)"),
+        (dict(problem_type="regression"), "problem_type"),
+        (dict(labels=["a", "a"]), "unique"),
+        (dict(labels=[]), r"1 to 10,000 class names, got 0"),
+        (dict(labels=[f"c{i}" for i in range(10_001)]), r"1 to 10,000 class names, got 10,001"),
+        (dict(labels="abc"), "list of class names"),
+        (dict(kernel_sizes=[3, 0]), "kernel_sizes must be a list of integers"),
+        (dict(head_module=""), "head_module"),
+    ],
+)
+def test_config_values_out_of_range_raise_one_line(kwargs, match):
+    with pytest.raises(ValueError, match=match) as err:
+        LRCConfig(**kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_rank_wider_than_the_adapted_layer_is_refused():
+    base = base_model()  # the tiny xresnet's narrowest adapted BatchNorm has 8 channels
+    with pytest.raises(ValueError, match=r"r=16 exceeds the width 8 of encoder\.stem\.0\.bn") as err:
+        get_peft_model(base, LRCConfig.for_task("ptbxl-super", r=16), adapter_name="t")
+    assert "\n" not in str(err.value)
+    assert not lrc_modules(base)  # refused before any module was replaced
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -108,6 +145,71 @@ def test_trainable_ratio_on_xresnet1d101():
     assert len(serial) == 3 + 33
     assert all(m.get_base_layer().__class__ is nn.BatchNorm1d for m in serial.values())
     assert len(lrc_modules(peft_model, LRCHead)) == 1
+
+
+@pytest.mark.parametrize("preset", sorted(ENCODER_PRESETS))
+def test_default_adapter_is_a_few_percent_of_every_preset(preset):
+    """TAC-ECG on every encoder family: rank 8 with a 5-class head trains 1.5-5% of the parameters."""
+    torch.manual_seed(0)
+    config = create_encoder_config(preset, num_labels=5)
+    model = ENCODER_FAMILIES[config.model_type][2](config)
+    peft_model = get_peft_model(model, LRCConfig.for_task("ptbxl-super"), adapter_name="ptbxl-super")
+    trainable, total = peft_model.get_nb_trainable_parameters()
+    assert 0.015 < trainable / total < 0.05, (preset, trainable, total)
+    assert len(lrc_modules(peft_model, LRCSerial)) >= 2
+
+
+def test_target_module_mapping_is_used_like_peft_lora():
+    """LRCModel reads the defaults from TRANSFORMERS_MODELS_TO_LRC_TARGET_MODULES_MAPPING (the variant picks the
+    pattern), on the bare encoder as on the classifier (whose encoder sits under 'encoder.')."""
+    assert LRCModel.target_module_mapping is TRANSFORMERS_MODELS_TO_LRC_TARGET_MODULES_MAPPING
+    assert set(TRANSFORMERS_MODELS_TO_LRC_TARGET_MODULES_MAPPING) == set(ENCODER_FAMILIES)
+    for family in FAMILIES:
+        classifier = get_peft_model(base_model(family), LRCConfig.for_task("ptbxl-super"), adapter_name="t")
+        torch.manual_seed(0)
+        bare = get_peft_model(ENCODER_FAMILIES[family][1](classifier.config), LRCConfig(), adapter_name="t")
+        in_classifier = {n.removeprefix("base_model.model.encoder.") for n in lrc_modules(classifier, LRCSerial)}
+        in_bare = {n.removeprefix("base_model.model.") for n in lrc_modules(bare, LRCSerial)}
+        assert in_classifier == in_bare and in_bare, family
+        assert not lrc_modules(bare, LRCHead)  # a bare encoder gets a feature adapter without a head
+        assert bare.peft_config["t"].head_module is None
+        saved = classifier.peft_config["t"].target_modules  # the family's pattern plus the head
+        assert TRANSFORMERS_MODELS_TO_LRC_TARGET_MODULES_MAPPING[family]["serial"] in saved and "head" in saved
+
+
+def test_create_new_module_dispatches_on_the_target_type():
+    serial, parallel = LRCConfig(r=2), LRCConfig(r=2, variant="parallel")
+    assert isinstance(LRCModel._create_new_module(serial, "t", nn.BatchNorm1d(4), "bn"), LRCSerial)
+    assert isinstance(LRCModel._create_new_module(serial, "t", nn.LayerNorm(4), "norm"), LRCSerial)
+    assert isinstance(LRCModel._create_new_module(serial, "t", nn.LSTM(3, 4, batch_first=True), "lstm"), LRCSerial)
+    assert isinstance(LRCModel._create_new_module(parallel, "t", nn.Conv1d(4, 4, 3), "conv"), LRCParallel)
+    assert isinstance(LRCModel._create_new_module(serial, "t", nn.Linear(4, 2), "head.classifier"), LRCHead)
+    with pytest.raises(ValueError, match=r"LRC-Adapter \(serial\) cannot adapt 'conv' \(Conv1d\)"):
+        LRCModel._create_new_module(serial, "t", nn.Conv1d(4, 4, 3), "conv")
+    with pytest.raises(ValueError, match=r"\(parallel\) cannot adapt 'bn' \(BatchNorm1d\)"):
+        LRCModel._create_new_module(parallel, "t", nn.BatchNorm1d(4), "bn")
+
+
+def test_serial_adapter_on_channel_last_layers():
+    """After a LayerNorm the bottleneck acts on the last dim; after an LSTM on its output, the state passes through."""
+    torch.manual_seed(0)
+    config = LRCConfig(r=2)
+    norm = LRCModel._create_new_module(config, "t", nn.LayerNorm(6), "norm")
+    lstm = LRCModel._create_new_module(config, "t", nn.LSTM(3, 4, batch_first=True, bidirectional=True), "lstm")
+    assert isinstance(norm.lrc_down["t"], nn.Linear) and norm.lrc_down["t"].in_features == 6
+    assert lstm.lrc_down["t"].in_features == 8  # both directions
+    randomise_adapters(norm)
+    randomise_adapters(lstm)
+    x = torch.randn(2, 5, 6)
+    with torch.no_grad():
+        y = norm.get_base_layer()(x)
+        expected = y + norm.lrc_up["t"](torch.relu(norm.lrc_down["t"](y)))
+        assert torch.allclose(norm(x), expected)
+        seq = torch.randn(2, 5, 3)
+        out, (h, c) = lstm.get_base_layer()(seq)
+        adapted, (h2, c2) = lstm(seq)
+        assert torch.allclose(adapted, out + lstm.lrc_up["t"](torch.relu(lstm.lrc_down["t"](out))))
+        assert torch.equal(h, h2) and torch.equal(c, c2)
 
 
 def test_zero_init_keeps_base_function():
@@ -139,17 +241,17 @@ def test_base_batchnorm_frozen_during_training():
     peft_model = get_peft_model(base, LRCConfig.for_task("ptbxl-super"), adapter_name="ptbxl-super")
     before = bn_state(peft_model)
     up_before = {n: p.clone() for n, p in peft_model.named_parameters() if "lrc_up" in n}
-    peft_model.train()  # what Trainer does
-    bns = [m for m in peft_model.modules() if isinstance(m, nn.BatchNorm1d)]
-    assert bns and not any(m.training for m in bns)
-    assert peft_model.base_model.model.head.training  # the rest is in train mode (dropout)
     optimizer = torch.optim.SGD([p for p in peft_model.parameters() if p.requires_grad], lr=0.5)
     x, labels = inputs(), torch.randint(0, 2, (4, 5)).float()
     for _ in range(3):
+        peft_model.train()  # what Trainer does before each step
         out = peft_model(input_values=x, labels=labels)
         out.loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+    bns = [m for m in peft_model.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert bns and not any(m.training for m in bns)  # the hook put them back in eval mode before they ran
+    assert peft_model.base_model.model.head.training  # the rest is in train mode (dropout)
     after = bn_state(peft_model)
     assert before.keys() == after.keys() and len(before) > 0
     for key in before:
@@ -162,8 +264,42 @@ def test_batchnorm_not_frozen_when_disabled_in_config():
     peft_model = get_peft_model(
         base_model(), LRCConfig.for_task("ptbxl-super", freeze_base_batchnorm=False), adapter_name="ptbxl-super"
     )
+    before = bn_state(peft_model)
     peft_model.train()
+    with torch.no_grad():
+        peft_model(input_values=inputs())
     assert all(m.training for m in peft_model.modules() if isinstance(m, nn.BatchNorm1d))
+    assert any(not torch.equal(v, bn_state(peft_model)[k]) for k, v in before.items())
+
+
+def test_one_batchnorm_freeze_mechanism_for_lrc_lora_and_linear_probe():
+    """training.freeze_batchnorm_statistics is the adapters' function; it keeps frozen BatchNorms of any model in
+    eval mode, leaves trained ones alone, and can be undone."""
+    from tac_ecg_hf import training
+
+    assert training.freeze_batchnorm_statistics is freeze_batchnorm_statistics
+    model = base_model("resnet1d")
+    for name, param in model.named_parameters():
+        param.requires_grad = name.startswith("head.") or name == "encoder.stem.bn.weight"  # one BN still trained
+    assert freeze_batchnorm_statistics(model) == sum(isinstance(m, nn.BatchNorm1d) for m in model.modules())
+    assert freeze_batchnorm_statistics(model) > 0  # idempotent
+    before = bn_state(model)
+    model.train()
+    with torch.no_grad():
+        model(inputs())
+    after = bn_state(model)
+    assert not torch.equal(before["encoder.stem.bn.running_mean"], after["encoder.stem.bn.running_mean"])
+    frozen = [k for k in before if not k.startswith("encoder.stem.bn.")]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    copied = copy.deepcopy(model)  # the setting travels with the model
+    assert all(has_frozen_batchnorm_statistics(m) for m in copied.modules() if isinstance(m, nn.BatchNorm1d))
+    freeze_batchnorm_statistics(model, freeze=False)
+    assert not any(has_frozen_batchnorm_statistics(m) for m in model.modules())
+    before = bn_state(model)
+    model.train()
+    with torch.no_grad():
+        model(inputs())
+    assert all(not torch.equal(before[k], bn_state(model)[k]) for k in frozen if k.endswith("running_mean"))
 
 
 def test_multi_task_save_load_switch_round_trip(tmp_path):
@@ -266,6 +402,9 @@ def test_serial_merge_raises():
     peft_model = get_peft_model(base_model(), LRCConfig.for_task("ptbxl-super"), adapter_name="ptbxl-super")
     with pytest.raises(ValueError, match="serial.*variant='parallel'|ReLU"):
         peft_model.merge_and_unload()
+    with pytest.raises(ValueError, match="ReLU"):
+        peft_model.merge_adapter()
+    assert lrc_modules(peft_model, LRCHead)  # nothing was unloaded
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -302,11 +441,38 @@ def test_parallel_merge_and_unload():
     assert torch.allclose(merged_logits, adapted, atol=1e-4), (merged_logits - adapted).abs().max()
 
 
+def test_parallel_merge_adapter_unmerge_and_head():
+    """merge_adapter folds the parallel branches into the convs and keeps the task heads; unmerge restores the
+    weights; a second unmerge warns as LoRA does; a head cannot be merged."""
+    base = base_model()
+    peft_model = get_peft_model(base, LRCConfig.for_task("cinc2017", variant="parallel", r=4), adapter_name="cinc2017")
+    randomise_adapters(peft_model, std=0.05)
+    peft_model.eval()
+    x = inputs()
+    convs = {n: m.get_base_layer().weight.clone() for n, m in lrc_modules(peft_model, LRCParallel).items()}
+    with torch.no_grad():
+        adapted = peft_model(input_values=x).logits
+        peft_model.merge_adapter()
+        assert all(m.merged for m in lrc_modules(peft_model, LRCParallel).values())
+        assert torch.allclose(peft_model(input_values=x).logits, adapted, atol=1e-4)
+        peft_model.unmerge_adapter()
+    for name, module in lrc_modules(peft_model, LRCParallel).items():
+        assert torch.allclose(module.get_base_layer().weight, convs[name], atol=1e-6)
+    layer = next(iter(lrc_modules(peft_model, LRCParallel).values()))
+    with pytest.warns(UserWarning, match="Already unmerged. Nothing to do."):
+        layer.unmerge()
+    head = next(iter(lrc_modules(peft_model, LRCHead).values()))
+    with pytest.raises(ValueError, match="nothing to merge.*merge_and_unload"):
+        head.merge()
+
+
 def test_parallel_kernel_size_selection():
     config = LRCConfig.for_task("ptbxl-super", variant="parallel", kernel_sizes=[3])
     peft_model = get_peft_model(base_model(), config, adapter_name="t")
     kernels = {m.get_base_layer().kernel_size[0] for m in lrc_modules(peft_model, LRCParallel).values()}
     assert kernels == {3}
+    with pytest.raises(ValueError, match="match no module"):  # no conv has kernel 11: only the head would train
+        get_peft_model(base_model(), LRCConfig.for_task("ptbxl-super", variant="parallel", kernel_sizes=[11]), "t")
 
 
 class DilatedNet(nn.Module):
@@ -383,12 +549,33 @@ def test_adapter_mismatch_raises(tmp_path, overrides, what):
     assert isinstance(err.value, ValueError)
 
 
-def test_lstm_has_no_insertion_point():
-    model = base_model("lstm1d")
-    with pytest.raises(ValueError, match="no insertion point.*lstm1d"):
-        get_peft_model(model, LRCConfig.for_task("ptbxl-super"), adapter_name="t")
-    with pytest.raises(ValueError, match="no insertion point"):
+def test_lstm_has_no_parallel_insertion_point():
+    match = r"no default insertion point in a 'lstm1d' model \(it has no convolutions"
+    with pytest.raises(ValueError, match=match) as err:
         get_peft_model(base_model("lstm1d"), LRCConfig.for_task("ptbxl-super", variant="parallel"), adapter_name="t")
+    assert "examples/finetune.py" in str(err.value) and "finetune_baselines" not in str(err.value)
+
+
+def test_target_modules_matching_nothing_is_refused():
+    base = base_model()
+    with pytest.raises(ValueError, match=r"match no module of this 'xresnet1d' model") as err:
+        get_peft_model(base, LRCConfig.for_task("ptbxl-super", target_modules=["nonexistent"]), adapter_name="t")
+    assert "\n" not in str(err.value)
+    assert not lrc_modules(base)
+
+
+def test_other_weights_of_the_same_architecture_are_refused(tmp_path):
+    """The adapter records a fingerprint of the encoder weights: a same-shaped encoder with other weights is refused
+    (the signature alone would accept it)."""
+    peft_model = get_peft_model(base_model(), LRCConfig.for_task("ptbxl-super"), adapter_name="ptbxl-super")
+    assert peft_model.peft_config["ptbxl-super"].encoder_fingerprint.startswith("sha256:")
+    peft_model.save_pretrained(tmp_path)
+    other = base_model(seed=1)
+    match = r"trained on encoder weights sha256:\w{16}\.\.\. but the base model's weights are sha256:\w{16}\.\.\."
+    with pytest.raises(AdapterMismatchError, match=match) as err:
+        PeftModel.from_pretrained(other, tmp_path / "ptbxl-super", adapter_name="ptbxl-super")
+    assert "\n" not in str(err.value)
+    assert not lrc_modules(other)
 
 
 def test_bad_head_module_raises():
@@ -396,14 +583,16 @@ def test_bad_head_module_raises():
         get_peft_model(base_model(), LRCConfig.for_task("ptbxl-super", head_module="head.nope"), adapter_name="t")
 
 
-@pytest.mark.parametrize("family", ["resnet1d", "inception1d", "fcn1d", "ecg_transformer"])
-@pytest.mark.parametrize("variant", ["serial", "parallel"])
-def test_other_families_inject_and_train(family, variant):
+@pytest.mark.parametrize(
+    "family, variant", [(f, "serial") for f in FAMILIES] + [(f, "parallel") for f in CONV_FAMILIES]
+)
+def test_families_inject_and_train(family, variant):
     base = base_model(family, num_labels=9)
     x = inputs()
     with torch.no_grad():
         ref = base.encoder(x).pooler_output
-    peft_model = get_peft_model(base, LRCConfig.for_task("cpsc2018", variant=variant), adapter_name="cpsc2018")
+    config = LRCConfig.for_task("cpsc2018", variant=variant, r=4)  # the tiny inception convs have 4 channels
+    peft_model = get_peft_model(base, config, adapter_name="cpsc2018")
     layer_cls = LRCSerial if variant == "serial" else LRCParallel
     assert len(lrc_modules(peft_model, layer_cls)) >= 1
     encoder = peft_model.base_model.model.encoder
@@ -418,6 +607,50 @@ def test_other_families_inject_and_train(family, variant):
     assert all(g is not None for g in grads.values())
     # up/B is zero-initialised, so its gradient is what starts the adaptation
     assert any(g.abs().sum() > 0 for n, g in grads.items() if "lrc_up" in n)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_two_task_adapters_on_every_family(family, tmp_path):
+    """On each family: two task adapters with different label counts train one step each (frozen base weights and
+    BatchNorm statistics unchanged), switch with set_adapter, and reload exactly on a fresh copy of the encoder."""
+    base = base_model(family)
+    base.save_pretrained(tmp_path / "base")
+    frozen = {k: v.clone() for k, v in base.state_dict().items()}
+    peft_model = get_peft_model(base, LRCConfig.for_task("ptbxl-super"), adapter_name="ptbxl-super")
+    peft_model.add_adapter("cinc2017", LRCConfig.for_task("cinc2017"))
+    x = inputs()
+    batches = {"ptbxl-super": torch.randint(0, 2, (4, 5)).float(), "cinc2017": torch.tensor([0, 3, 1, 2])}
+    for task, labels in batches.items():
+        peft_model.set_adapter(task)
+        peft_model.train()
+        optimizer = torch.optim.SGD([p for p in peft_model.parameters() if p.requires_grad], lr=0.5)
+        peft_model(input_values=x, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    base_after = peft_model.get_base_model()
+    for key, value in frozen.items():  # the base weights and BatchNorm statistics did not move
+        module, _, leaf = key.rpartition(".")
+        wrapped = f"{module}.base_layer.{leaf}"
+        tensor = base_after.state_dict().get(key, base_after.state_dict().get(wrapped))
+        assert tensor is not None and torch.equal(tensor, value), key
+    peft_model.eval()
+    reference = {}
+    for task, labels in batches.items():
+        peft_model.set_adapter(task)
+        with torch.no_grad():
+            reference[task] = peft_model(input_values=x).logits
+        assert reference[task].shape == (4, get_task(task).num_labels)
+        assert peft_model.config.problem_type == get_task(task).problem_type
+    assert not torch.allclose(reference["cinc2017"][:, :4], reference["ptbxl-super"][:, :4])
+    peft_model.save_pretrained(tmp_path / "adapters")
+    fresh = ENCODER_FAMILIES[family][2].from_pretrained(tmp_path / "base").eval()
+    loaded = PeftModel.from_pretrained(fresh, tmp_path / "adapters" / "ptbxl-super", adapter_name="ptbxl-super")
+    loaded.load_adapter(tmp_path / "adapters" / "cinc2017", adapter_name="cinc2017")
+    loaded.eval()
+    for task in ["cinc2017", "ptbxl-super", "cinc2017"]:
+        loaded.set_adapter(task)
+        with torch.no_grad():
+            assert torch.equal(loaded(input_values=x).logits, reference[task]), task
 
 
 # ----------------------------------------------------------------------------------------------------------------

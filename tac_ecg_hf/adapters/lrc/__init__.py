@@ -4,8 +4,9 @@
 from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_PREFIX_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING
 
 from .config import LRCConfig, LRCPeftType
+from .constants import TRANSFORMERS_MODELS_TO_LRC_TARGET_MODULES_MAPPING
 from .layer import LRCHead, LRCLayer, LRCParallel, LRCSerial
-from .model import AdapterMismatchError, LRCModel, default_target_modules
+from .model import AdapterMismatchError, LRCModel
 
 
 def register() -> None:
@@ -25,5 +26,5 @@ __all__ = [
     "LRCParallel",
     "LRCPeftType",
     "LRCSerial",
-    "default_target_modules",
+    "TRANSFORMERS_MODELS_TO_LRC_TARGET_MODULES_MAPPING",
 ]

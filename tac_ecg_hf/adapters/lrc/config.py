@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -17,6 +18,9 @@ class LRCPeftType(str, enum.Enum):
 
 VARIANTS = ("serial", "parallel")
 PROBLEM_TYPES = ("multi_label_classification", "single_label_classification")
+MAX_RANK = 1_024
+MAX_LABELS = 10_000
+MAX_KERNEL_SIZE = 255
 
 
 @dataclass
@@ -28,18 +32,21 @@ class LRCConfig(PeftConfig):
         r (`int`): rank of the low-rank bottleneck.
         alpha (`float`, *optional*): the adapter output is scaled by ``alpha / r`` (default ``alpha = r``: scale 1).
         variant (`str`):
-            ``"serial"`` (TAC-ECG): after each targeted BatchNorm, ``y + up(ReLU(down(y)))`` with 1x1 convs to rank ``r``
-            and ``up`` zero-initialised, so training starts from the pre-trained function.
+            ``"serial"`` (TAC-ECG): after each targeted normalisation or recurrent layer, ``y + up(ReLU(down(y)))``,
+            a per-time-step map to rank ``r`` (1x1 convs after a BatchNorm1d, linear layers on the channel-last output
+            of a LayerNorm or an LSTM layer) with ``up`` zero-initialised, so training starts from the pre-trained
+            function.
             ``"parallel"``: a mergeable low-rank conv beside each targeted ``Conv1d``,
-            ``conv(x) + B(A(x))`` with ``A`` a rank-``r`` conv with the base kernel, stride, padding and dilation and ``B``
-            a zero-initialised 1x1 conv; ``merge_and_unload()`` folds it into the base kernel.
+            ``conv(x) + B(A(x))`` with ``A`` a rank-``r`` conv with the base kernel, stride, padding and dilation and
+            ``B`` a zero-initialised 1x1 conv; ``merge_and_unload()`` folds it into the base kernel.
         dropout (`float`): dropout on the adapter input.
         target_modules (`list[str]` or `str`, *optional*):
-            module names (or one regex) to adapt. Default: the encoder's declared serial insertion points
-            (BatchNorms after its kernel-3 convs) or, for ``parallel``, every ``Conv1d`` whose kernel is in ``kernel_sizes``.
-        kernel_sizes (`list[int]`, *optional*): for the default ``parallel`` targets, the conv kernel sizes to adapt
+            module names (or one regex, matched in full) to adapt. Default: the insertion points of the encoder family
+            for the variant, from ``TRANSFORMERS_MODELS_TO_LRC_TARGET_MODULES_MAPPING``.
+        kernel_sizes (`list[int]`, *optional*): for ``parallel``, the conv kernel sizes to adapt among the targets
             (default: every kernel larger than 1).
-        head_module (`str`): the classifier ``nn.Linear`` replaced by a per-task head.
+        head_module (`str`, *optional*): the classifier ``nn.Linear`` replaced by a per-task head; ``None`` for a
+            feature adapter without a head (the default on a bare encoder, which has no classifier).
         task_name (`str`): e.g. ``"ptbxl-super"``; loading by task name uses it.
         labels (`list[str]`): class names of the task (their count sizes the head).
         problem_type (`str`): ``"multi_label_classification"`` (BCE) or ``"single_label_classification"`` (CE).
@@ -47,6 +54,9 @@ class LRCConfig(PeftConfig):
             so their running statistics never drift (needed for adapter switching and exact reloads).
         encoder_signature (`dict`): filled in when the adapter is created; loading it on an encoder with another
             architecture, width or lead count is refused.
+        encoder_fingerprint (`str`): filled in when the adapter is created: a hash of the frozen encoder's weights
+            (see ``tac_ecg_hf.adapters.fingerprint``); loading the adapter on other weights is refused. Adapters saved
+            without one fall back to ``encoder_signature`` and the shapes of their tensors.
         preprocessing (`dict`): the input format (leads, sampling rate, samples) the adapter was trained with.
     """
 
@@ -57,13 +67,14 @@ class LRCConfig(PeftConfig):
     target_modules: Optional[Union[list[str], str]] = field(default=None, metadata={"help": "Modules to adapt."})
     exclude_modules: Optional[Union[list[str], str]] = field(default=None, metadata={"help": "Modules not to adapt."})
     kernel_sizes: Optional[list[int]] = field(default=None, metadata={"help": "Kernel sizes for parallel targets."})
-    head_module: str = field(default="head.classifier", metadata={"help": "Classifier replaced per task."})
+    head_module: Optional[str] = field(default="head.classifier", metadata={"help": "Classifier replaced per task."})
     task_name: Optional[str] = field(default=None, metadata={"help": "Task this adapter solves."})
     labels: Optional[list[str]] = field(default=None, metadata={"help": "Class names of the task."})
     problem_type: str = field(default="multi_label_classification", metadata={"help": "BCE or CE head."})
     freeze_base_batchnorm: bool = field(default=True, metadata={"help": "Keep base BatchNorm in eval mode."})
     init_weights: bool = field(default=True, metadata={"help": "Zero-init the up/B projections."})
     encoder_signature: Optional[dict] = field(default=None, metadata={"help": "Encoder this adapter was made for."})
+    encoder_fingerprint: Optional[str] = field(default=None, metadata={"help": "Hash of that encoder's weights."})
     preprocessing: Optional[dict] = field(default=None, metadata={"help": "Input format used in training."})
     metrics: Optional[dict] = field(default=None, metadata={"help": "Held-out metrics, for the model card."})
 
@@ -72,16 +83,37 @@ class LRCConfig(PeftConfig):
         self.peft_type = LRCPeftType.LRC_ADAPTER
         if self.variant not in VARIANTS:
             raise ValueError(f"LRCConfig.variant must be one of {VARIANTS}, got {self.variant!r}.")
-        if not isinstance(self.r, int) or self.r <= 0:
-            raise ValueError(f"LRCConfig.r must be a positive integer, got {self.r!r}.")
+        if isinstance(self.r, bool) or not isinstance(self.r, int) or not 1 <= self.r <= MAX_RANK:
+            raise ValueError(f"LRCConfig.r must be an integer in [1, {MAX_RANK}], got {self.r!r}.")
+        if self.alpha is not None and (
+            isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 < self.alpha < math.inf
+        ):
+            raise ValueError(f"LRCConfig.alpha must be a positive number (or None for alpha = r), got {self.alpha!r}.")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"LRCConfig.dropout must be a number in [0, 1), got {self.dropout!r}.")
         if self.problem_type not in PROBLEM_TYPES:
             raise ValueError(f"LRCConfig.problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}.")
         if self.labels is not None:
+            if not isinstance(self.labels, (list, tuple)) or not all(isinstance(label, str) for label in self.labels):
+                raise ValueError(f"LRCConfig.labels must be a list of class names, got {_short(self.labels)}.")
             self.labels = list(self.labels)
-            if len(self.labels) < 1 or len(set(self.labels)) != len(self.labels):
-                raise ValueError(f"LRCConfig.labels must be unique class names, got {self.labels!r}.")
+            if not 1 <= len(self.labels) <= MAX_LABELS:
+                raise ValueError(
+                    f"LRCConfig.labels must hold 1 to {MAX_LABELS:,} class names, got {len(self.labels):,}."
+                )
+            if len(set(self.labels)) != len(self.labels):
+                raise ValueError(f"LRCConfig.labels must be unique class names, got {_short(self.labels)}.")
         if self.kernel_sizes is not None:
-            self.kernel_sizes = [int(k) for k in self.kernel_sizes]
+            if not isinstance(self.kernel_sizes, (list, tuple)) or not all(
+                isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= MAX_KERNEL_SIZE for k in self.kernel_sizes
+            ):
+                raise ValueError(
+                    f"LRCConfig.kernel_sizes must be a list of integers in [1, {MAX_KERNEL_SIZE}], got "
+                    f"{_short(self.kernel_sizes)}."
+                )
+            self.kernel_sizes = list(self.kernel_sizes)
+        if self.head_module is not None and (not isinstance(self.head_module, str) or not self.head_module):
+            raise ValueError(f"LRCConfig.head_module must be a module name or None, got {self.head_module!r}.")
         if isinstance(self.target_modules, (set, tuple)):
             self.target_modules = sorted(self.target_modules)
 
@@ -96,3 +128,8 @@ class LRCConfig(PeftConfig):
 
         task = get_task(task_name)
         return cls(task_name=task.name, labels=list(task.labels), problem_type=task.problem_type, **kwargs)
+
+
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

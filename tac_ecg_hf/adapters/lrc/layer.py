@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Optional
 
 import torch
@@ -10,6 +11,37 @@ from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
 from torch import nn
 
 from .config import LRCConfig
+
+#: base layers a serial adapter can follow: (type, whether its output is channel-last)
+SERIAL_BASE_LAYERS = (
+    (nn.modules.batchnorm._BatchNorm, False),  # (batch, channels, time)
+    (nn.LayerNorm, True),  # (..., channels)
+    (nn.RNNBase, True),  # LSTM/GRU: (output (..., channels), state)
+)
+
+
+def adapted_width(base_layer: nn.Module) -> int | None:
+    """Channels of the tensor an LRC-Adapter on ``base_layer`` sees (None where none fits)."""
+    if isinstance(base_layer, nn.modules.batchnorm._BatchNorm):
+        return base_layer.num_features
+    if isinstance(base_layer, nn.LayerNorm):
+        return base_layer.normalized_shape[-1]
+    if isinstance(base_layer, nn.RNNBase):
+        width = base_layer.proj_size if getattr(base_layer, "proj_size", 0) else base_layer.hidden_size
+        return width * (2 if base_layer.bidirectional else 1)
+    if isinstance(base_layer, nn.Conv1d):  # the rank of its (out, in * kernel) weight matrix
+        return min(base_layer.out_channels, base_layer.in_channels // base_layer.groups * base_layer.kernel_size[0])
+    if isinstance(base_layer, nn.Linear):
+        return base_layer.in_features
+    return None
+
+
+def _check_rank(config: LRCConfig, width: int, base_layer: nn.Module) -> None:
+    if config.r > width:
+        raise ValueError(
+            f"LRCConfig.r={config.r} exceeds the width {width} of a {type(base_layer).__name__} it adapts; a low-rank "
+            f"bottleneck needs r <= {width}: lower r or exclude that module (exclude_modules=[...])."
+        )
 
 
 class LRCLayer(BaseTunerLayer):
@@ -35,45 +67,76 @@ class LRCLayer(BaseTunerLayer):
     def _active(self) -> list[str]:
         return [a for a in self.active_adapters if a in self.lrc_down]
 
+    def unmerge(self) -> None:
+        if not self.merged:
+            warnings.warn("Already unmerged. Nothing to do.")
+            return
+        self._unmerge()
+
+    def _unmerge(self) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return "lrc." + super().__repr__()
+
 
 class LRCSerial(nn.Module, LRCLayer):
-    """Wraps the BatchNorm1d after a conv: ``y = bn(x); y + s * up(ReLU(down(y)))`` (1x1 convs, rank r)."""
+    """The TAC-ECG adapter after a normalisation or recurrent layer: ``y = base(x); y + s * up(ReLU(down(y)))``.
+
+    ``down``/``up`` act on the channels at each time step (rank ``r``): 1x1 convs after a ``BatchNorm1d`` (channels
+    in dim 1), linear layers after a ``LayerNorm`` or an ``nn.LSTM``/``nn.GRU`` layer (channels last). A recurrent
+    layer returns ``(output, state)``: the output is adapted, the state passed through.
+    """
 
     def __init__(self, base_layer: nn.Module, adapter_name: str, config: LRCConfig, **kwargs) -> None:
         super().__init__()
         LRCLayer.__init__(self, base_layer)
-        channels = base_layer.num_features
-        self.channels = channels
+        base = self.get_base_layer()
+        layout = next((last for cls, last in SERIAL_BASE_LAYERS if isinstance(base, cls)), None)
+        if layout is None:
+            raise ValueError(
+                "A serial LRC-Adapter follows a BatchNorm1d, LayerNorm or LSTM/GRU layer, "
+                f"not a {type(base).__name__}."
+            )
+        self.channels_last = layout
+        self.channels = adapted_width(base)
         self._active_adapter = adapter_name
         self.update_layer(adapter_name, config)
 
     def update_layer(self, adapter_name: str, config: LRCConfig) -> None:
-        self.lrc_down[adapter_name] = nn.Conv1d(self.channels, config.r, 1)
-        self.lrc_up[adapter_name] = nn.Conv1d(config.r, self.channels, 1)
-        nn.init.kaiming_uniform_(self.lrc_down[adapter_name].weight, a=math.sqrt(5))
-        nn.init.zeros_(self.lrc_down[adapter_name].bias)
+        _check_rank(config, self.channels, self.get_base_layer())
+        if self.channels_last:
+            down, up = nn.Linear(self.channels, config.r), nn.Linear(config.r, self.channels)
+        else:  # 1x1 convs keep the tensor layout (batch, channels, time); bundled adapters store these shapes
+            down, up = nn.Conv1d(self.channels, config.r, 1), nn.Conv1d(config.r, self.channels, 1)
+        nn.init.kaiming_uniform_(down.weight, a=math.sqrt(5))
+        nn.init.zeros_(down.bias)
         if config.init_weights:
-            nn.init.zeros_(self.lrc_up[adapter_name].weight)
-        nn.init.zeros_(self.lrc_up[adapter_name].bias)
+            nn.init.zeros_(up.weight)
+        nn.init.zeros_(up.bias)
+        self.lrc_down[adapter_name] = down
+        self.lrc_up[adapter_name] = up
         self._finish_update(adapter_name, config)
 
-    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        y = self.base_layer(x, *args, **kwargs)
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any):
+        result = self.base_layer(x, *args, **kwargs)
         if self.disable_adapters:
-            return y
+            return result
+        y = result[0] if isinstance(result, tuple) else result
         for name in self._active():
             h = self.lrc_down[name](self.lrc_dropout[name](y))
             y = y + self.lrc_scaling[name] * self.lrc_up[name](torch.relu(h))
-        return y
+        return (y, *result[1:]) if isinstance(result, tuple) else y
 
     def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None) -> None:
-        raise ValueError(
-            "The serial LRC-Adapter has a ReLU inside its bottleneck, so it cannot be folded into the frozen weights. "
-            "Use LRCConfig(variant='parallel') for a mergeable adapter."
-        )
+        if any(name in self.lrc_down for name in check_adapters_to_merge(self, adapter_names)):
+            raise ValueError(
+                "The serial LRC-Adapter has a ReLU inside its bottleneck, so it cannot be folded into the frozen "
+                "weights. Use LRCConfig(variant='parallel') for a mergeable adapter."
+            )
 
-    def __repr__(self) -> str:
-        return "lrc." + super().__repr__()
+    def _unmerge(self) -> None:  # never merged (merge raises)
+        pass
 
 
 class LRCParallel(nn.Module, LRCLayer):
@@ -82,18 +145,20 @@ class LRCParallel(nn.Module, LRCLayer):
     def __init__(self, base_layer: nn.Conv1d, adapter_name: str, config: LRCConfig, **kwargs) -> None:
         super().__init__()
         LRCLayer.__init__(self, base_layer)
-        if base_layer.groups != 1:
+        base = self.get_base_layer()
+        if base.groups != 1:
             raise ValueError(
-                f"LRC parallel variant supports Conv1d with groups=1 only, got groups={base_layer.groups}; "
+                f"LRC parallel variant supports Conv1d with groups=1 only, got groups={base.groups}; "
                 "exclude this module with LRCConfig(exclude_modules=[...])."
             )
-        if base_layer.padding_mode != "zeros":
-            raise ValueError(f"LRC parallel variant supports zero padding only, got {base_layer.padding_mode!r}.")
+        if base.padding_mode != "zeros":
+            raise ValueError(f"LRC parallel variant supports zero padding only, got {base.padding_mode!r}.")
         self._active_adapter = adapter_name
         self.update_layer(adapter_name, config)
 
     def update_layer(self, adapter_name: str, config: LRCConfig) -> None:
         base = self.get_base_layer()
+        _check_rank(config, adapted_width(base), base)
         self.lrc_down[adapter_name] = nn.Conv1d(
             base.in_channels,
             config.r,
@@ -130,25 +195,24 @@ class LRCParallel(nn.Module, LRCLayer):
                 base.weight.data += delta
             self.merged_adapters.append(name)
 
-    def unmerge(self) -> None:
+    def _unmerge(self) -> None:
         base = self.get_base_layer()
         while self.merged_adapters:
             name = self.merged_adapters.pop()
-            base.weight.data -= self.get_delta_weight(name).to(base.weight.dtype)
+            if name in self.lrc_down:
+                base.weight.data -= self.get_delta_weight(name).to(base.weight.dtype)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        out = self.base_layer(x, *args, **kwargs)
-        if self.disable_adapters or self.merged:
-            if self.disable_adapters and self.merged:
+        if self.disable_adapters:
+            if self.merged:
                 self.unmerge()
-                out = self.base_layer(x, *args, **kwargs)
+            return self.base_layer(x, *args, **kwargs)
+        out = self.base_layer(x, *args, **kwargs)
+        if self.merged:
             return out
         for name in self._active():
             out = out + self.lrc_scaling[name] * self.lrc_up[name](self.lrc_down[name](self.lrc_dropout[name](x)))
         return out
-
-    def __repr__(self) -> str:
-        return "lrc." + super().__repr__()
 
 
 class LRCHead(nn.Module, LRCLayer):
@@ -157,7 +221,7 @@ class LRCHead(nn.Module, LRCLayer):
     def __init__(self, base_layer: nn.Linear, adapter_name: str, config: LRCConfig, **kwargs) -> None:
         super().__init__()
         LRCLayer.__init__(self, base_layer)
-        self.in_features = base_layer.in_features
+        self.in_features = self.get_base_layer().in_features
         self._active_adapter = adapter_name
         self.update_layer(adapter_name, config)
 
@@ -183,10 +247,11 @@ class LRCHead(nn.Module, LRCLayer):
         return self.lrc_head[active[0]](x)
 
     def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None) -> None:
-        pass  # the task head stays a separate module; merge_and_unload keeps it via LRCModel
+        raise ValueError(
+            "A task head replaces the classifier, it is not added to it, so there is nothing to merge: "
+            "LRCModel.merge_and_unload() keeps the active task's head as the classifier, and merge_adapter() "
+            "merges the encoder adapters only."
+        )
 
-    def unmerge(self) -> None:
+    def _unmerge(self) -> None:  # never merged (merge raises)
         pass
-
-    def __repr__(self) -> str:
-        return "lrc." + super().__repr__()

@@ -1,65 +1,24 @@
-"""LRCModel: the PEFT tuner that injects LRC-Adapters into a frozen tac-ecg-hf encoder."""
+"""LRCModel: the PEFT tuner that injects LRC-Adapters into a frozen tac-ecg-hf encoder (laid out as PEFT's LoRA)."""
 
 from __future__ import annotations
 
 import re
 
-import torch
-from peft.tuners.tuners_utils import BaseTuner
+from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, check_target_module_exists
 from torch import nn
 
+from ..batchnorm import freeze_batchnorm_statistics
+from ..fingerprint import encoder_fingerprint
 from .config import LRCConfig
-from .layer import LRCHead, LRCLayer, LRCParallel, LRCSerial
+from .constants import TRANSFORMERS_MODELS_TO_LRC_TARGET_MODULES_MAPPING
+from .layer import SERIAL_BASE_LAYERS, LRCHead, LRCLayer, LRCParallel, LRCSerial, adapted_width
+
+DEFAULT_HEAD_MODULE = "head.classifier"
 
 
 class AdapterMismatchError(ValueError):
-    """An adapter was made for another encoder (architecture, width or lead count)."""
-
-
-def _base_modules(model: nn.Module):
-    """(name, module) of the base model, seeing through LRC layers already injected by other adapters."""
-    wrapped: list[str] = []
-    for name, module in model.named_modules():
-        if any(name.startswith(w + ".") for w in wrapped):
-            continue
-        if isinstance(module, LRCLayer):
-            wrapped.append(name)
-            yield name, module.get_base_layer()
-        else:
-            yield name, module
-
-
-def _module_names_matching(model: nn.Module, patterns: list[str], module_type: type) -> list[str]:
-    compiled = [re.compile(p) for p in patterns]
-    return [
-        name
-        for name, module in _base_modules(model)
-        if isinstance(module, module_type) and any(c.fullmatch(name) for c in compiled)
-    ]
-
-
-def default_target_modules(model: nn.Module, config: LRCConfig) -> list[str]:
-    """The insertion points of an LRC-Adapter in a tac-ecg-hf encoder (see ``LRCConfig.target_modules``)."""
-    if config.variant == "serial":
-        patterns = getattr(model, "_lrc_serial_targets", None)
-        targets = _module_names_matching(model, patterns, nn.BatchNorm1d) if patterns else []
-    else:
-        kernel_sizes = config.kernel_sizes
-        targets = [
-            name
-            for name, module in _base_modules(model)
-            if isinstance(module, nn.Conv1d)
-            and module.groups == 1
-            and (module.kernel_size[0] in kernel_sizes if kernel_sizes else module.kernel_size[0] > 1)
-        ]
-    if not targets:
-        model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
-        raise ValueError(
-            f"An LRC-Adapter ({config.variant}) has no insertion point in a {model_type!r} model: it adapts "
-            "convolutional layers and this model has none that match. Use full fine-tuning or a linear probe "
-            "(examples/finetune_baselines.py), or give LRCConfig(target_modules=[...]) explicitly."
-        )
-    return targets
+    """An adapter does not fit the encoder it is loaded on: made for another architecture, width, lead count or
+    other weights, or its tensors do not match the modules they should load into."""
 
 
 def encoder_signature(model: nn.Module) -> dict | None:
@@ -67,10 +26,31 @@ def encoder_signature(model: nn.Module) -> dict | None:
     return config.encoder_signature() if hasattr(config, "encoder_signature") else None
 
 
+def _base(module: nn.Module) -> nn.Module:
+    return module.get_base_layer() if isinstance(module, BaseTunerLayer) else module
+
+
+def _is_head(config: LRCConfig, key: str) -> bool:
+    head = config.head_module
+    return bool(head) and (key == head or key.endswith("." + head))
+
+
+def _kernel_selected(config: LRCConfig, module: nn.Module) -> bool:
+    """For the parallel variant: whether a targeted Conv1d has a kernel size to adapt (default: larger than 1)."""
+    base = _base(module)
+    if config.variant != "parallel" or not isinstance(base, nn.Conv1d):
+        return True
+    k = base.kernel_size[0]
+    return k in config.kernel_sizes if config.kernel_sizes else k > 1
+
+
 class LRCModel(BaseTuner):
     """
     Low-Rank Convolutional Adapters on a frozen ECG encoder (TAC-ECG). Several task adapters share one base model;
     each carries its own head, labels and loss type, and ``set_adapter(task)`` switches all of them at once.
+
+    Default insertion points come from ``TRANSFORMERS_MODELS_TO_LRC_TARGET_MODULES_MAPPING`` (by ``model_type`` and
+    variant), as LoRA's do; they work on the bare ``*Model`` and on ``*ForSequenceClassification``.
 
     Example:
         >>> from peft import get_peft_model
@@ -80,96 +60,174 @@ class LRCModel(BaseTuner):
 
     prefix: str = "lrc_"
     tuner_layer_cls = LRCLayer
-    target_module_mapping: dict = {}
+    target_module_mapping = TRANSFORMERS_MODELS_TO_LRC_TARGET_MODULES_MAPPING
 
     # -- injection -------------------------------------------------------------------------------------------
     def inject_adapter(self, model: nn.Module, adapter_name: str, *args, **kwargs) -> None:
         config: LRCConfig = self.peft_config[adapter_name]
+        # every check runs before the first module is replaced, so a refused adapter leaves the model untouched
         self._check_encoder(model, config, adapter_name)
-        if config.target_modules is None:
-            config.target_modules = default_target_modules(model, config) + [config.head_module]
-        elif isinstance(config.target_modules, list) and config.head_module not in config.target_modules:
-            config.target_modules = list(config.target_modules) + [config.head_module]
-        head = model.get_submodule(config.head_module) if _has_module(model, config.head_module) else None
-        if head is None or not isinstance(head, (nn.Linear, LRCHead)):
-            raise ValueError(
-                f"LRCConfig.head_module={config.head_module!r} must name the classifier nn.Linear of the base model "
-                "(tac-ecg-hf *ForSequenceClassification models use 'head.classifier')."
-            )
-        if config.labels is None:
-            config.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        self._resolve_head(model, config)
+        self._prepare_adapter_config(config, self.get_model_config(model))
+        self._check_targets(model, config, adapter_name)
         super().inject_adapter(model, adapter_name, *args, **kwargs)
 
-    @staticmethod
-    def _check_encoder(model: nn.Module, config: LRCConfig, adapter_name: str) -> None:
-        signature = encoder_signature(model)
-        if config.encoder_signature is None:
-            config.encoder_signature = signature
-            return
-        if signature is not None and _normalise(signature) != _normalise(config.encoder_signature):
-            diffs = _describe_difference(config.encoder_signature, signature)
-            raise AdapterMismatchError(
-                f"Adapter {adapter_name!r} (task {config.task_name!r}) was made for encoder {config.encoder_signature} "
-                f"but the base model is {signature}: {diffs}. Load it on the encoder it was trained with "
-                f"(base_model_name_or_path={config.base_model_name_or_path!r}) or train a new adapter for this encoder."
+    def _prepare_adapter_config(self, peft_config: LRCConfig, model_config: dict) -> LRCConfig:
+        """Default ``target_modules`` from the mapping (the variant picks the list), plus the task head."""
+        if peft_config.target_modules is None:
+            model_type = model_config.get("model_type")
+            targets = self.target_module_mapping.get(model_type, {}).get(peft_config.variant)
+            if targets is None:
+                known = model_type in self.target_module_mapping
+                raise ValueError(
+                    f"An LRC-Adapter ({peft_config.variant}) has no default insertion point in a {model_type!r} model"
+                    + (" (it has no convolutions: use variant='serial')" if known else "")
+                    + "; give LRCConfig(target_modules=[...]) explicitly, or fine-tune it in full or with a linear "
+                    "probe (examples/finetune.py --method full / linear)."
+                )
+            peft_config.target_modules = targets
+        head = peft_config.head_module
+        targets = peft_config.target_modules
+        if head and isinstance(targets, str) and not re.fullmatch(targets, head):
+            peft_config.target_modules = f"(?:{targets})|{re.escape(head)}"
+        elif head and not isinstance(targets, str) and head not in targets:
+            peft_config.target_modules = [*targets, head]
+        return peft_config
+
+    def _check_target_module_exists(self, peft_config: LRCConfig, key: str):
+        result = check_target_module_exists(peft_config, key)
+        if result and not _is_head(peft_config, key):
+            return result if _kernel_selected(peft_config, self.model.get_submodule(key)) else False
+        return result
+
+    def _check_targets(self, model: nn.Module, config: LRCConfig, adapter_name: str) -> None:
+        """Refuse targets the variant cannot adapt, a rank wider than a target, and an adapter whose
+        ``target_modules`` match no encoder module (it would silently adapt the head only)."""
+        wrapped = [name + "." for name, m in model.named_modules() if isinstance(m, BaseTunerLayer)]
+        found = 0
+        for key, module in model.named_modules():
+            if not key or any(key.startswith(w) for w in wrapped) or _is_head(config, key):
+                continue
+            if not check_target_module_exists(config, key) or not _kernel_selected(config, module):
+                continue
+            base = _base(module)
+            self._new_module_class(config, base, key)  # raises for a type the variant cannot adapt
+            width = adapted_width(base)
+            if config.r > width:
+                raise ValueError(
+                    f"LRCConfig.r={config.r} exceeds the width {width} of {key} ({type(base).__name__}); a low-rank "
+                    f"bottleneck needs r <= {width}: lower r, or leave that module out (exclude_modules=[...])."
+                )
+            found += 1
+        if not found:
+            model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
+            raise ValueError(
+                f"LRC-Adapter {adapter_name!r} ({config.variant}): target_modules={config.target_modules!r} match no "
+                f"module of this {model_type!r} model that the variant can adapt, so only the head would be trained. "
+                "Fix target_modules (or leave it unset for the defaults of tac-ecg-hf encoders), or fine-tune in full "
+                "or with a linear probe (examples/finetune.py --method full / linear)."
             )
 
+    def _resolve_head(self, model: nn.Module, config: LRCConfig) -> None:
+        """Check ``head_module`` and take the task labels from the model where the config has none. A bare
+        encoder (no classifier) gets a feature adapter without a head when ``head_module`` is the default."""
+        if config.head_module is None:
+            return
+        try:
+            head = _base(model.get_submodule(config.head_module))
+        except AttributeError:
+            head = None
+        if isinstance(head, nn.Linear):
+            if config.labels is None and getattr(model, "config", None) is not None:
+                config.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+            return
+        bare_encoder = getattr(model, "base_model", None) is model and not hasattr(model, "head")
+        if head is None and config.head_module == DEFAULT_HEAD_MODULE and bare_encoder:
+            config.head_module = None
+            return
+        raise ValueError(
+            f"LRCConfig.head_module={config.head_module!r} must name the classifier nn.Linear of the base model "
+            "(tac-ecg-hf *ForSequenceClassification models use 'head.classifier'; None adapts features only)."
+        )
+
     @staticmethod
-    def _prepare_adapter_config(peft_config: LRCConfig, model_config: dict) -> LRCConfig:
-        if peft_config.target_modules is None:
-            raise ValueError("LRCConfig.target_modules could not be resolved for this model.")
-        return peft_config
+    def _new_module_class(config: LRCConfig, base: nn.Module, key: str) -> type:
+        if _is_head(config, key):
+            if isinstance(base, nn.Linear):
+                return LRCHead
+        elif config.variant == "serial" and isinstance(base, tuple(cls for cls, _ in SERIAL_BASE_LAYERS)):
+            return LRCSerial
+        elif config.variant == "parallel" and isinstance(base, nn.Conv1d):
+            return LRCParallel
+        raise ValueError(
+            f"LRC-Adapter ({config.variant}) cannot adapt {key!r} ({type(base).__name__}): serial adapters follow "
+            "BatchNorm1d, LayerNorm or LSTM/GRU layers, parallel ones sit beside Conv1d layers, and the head must be "
+            "an nn.Linear."
+        )
+
+    @staticmethod
+    def _create_new_module(config: LRCConfig, adapter_name: str, target: nn.Module, current_key: str) -> LRCLayer:
+        """The LRC layer for ``target`` (dispatch on its type, as LoRA's ``_create_new_module`` does)."""
+        return LRCModel._new_module_class(config, _base(target), current_key)(target, adapter_name, config)
 
     def _create_and_replace(self, config: LRCConfig, adapter_name, target, target_name, parent, current_key, **kwargs):
         if isinstance(target, LRCLayer):
             target.update_layer(adapter_name, config)
             return
-        if current_key == config.head_module or current_key.endswith("." + config.head_module):
-            new_module = LRCHead(target, adapter_name, config)
-        elif isinstance(target, nn.BatchNorm1d):
-            new_module = LRCSerial(target, adapter_name, config)
-        elif isinstance(target, nn.Conv1d):
-            new_module = LRCParallel(target, adapter_name, config)
-        else:
-            raise ValueError(
-                f"LRC-Adapter cannot adapt {current_key!r} ({type(target).__name__}): serial adapters go after "
-                "BatchNorm1d layers and parallel adapters beside Conv1d layers."
-            )
+        new_module = self._create_new_module(config, adapter_name, target, current_key)
         if adapter_name not in self.active_adapters:
             new_module.requires_grad_(False)
         self._replace_module(parent, target_name, new_module, target)
 
     def _post_injection_hook(self, model: nn.Module, config: LRCConfig, adapter_name: str) -> None:
         self._sync_model_config(adapter_name)
+        freeze_batchnorm_statistics(model, freeze=config.freeze_base_batchnorm)
+
+    @staticmethod
+    def _check_encoder(model: nn.Module, config: LRCConfig, adapter_name: str) -> None:
+        """A new adapter records the encoder (signature and weights fingerprint); a loaded one must match it."""
+        signature = encoder_signature(model)
+        fingerprint = encoder_fingerprint(model)
+        if config.encoder_signature is None and config.encoder_fingerprint is None:
+            config.encoder_signature = signature
+            config.encoder_fingerprint = fingerprint
+            return
+        where = (
+            f"Load it on the encoder it was trained with (base_model_name_or_path={config.base_model_name_or_path!r}) "
+            "or train a new adapter for this encoder."
+        )
+        if config.encoder_signature is not None and signature is not None:
+            if _normalise(signature) != _normalise(config.encoder_signature):
+                diffs = _describe_difference(config.encoder_signature, signature)
+                raise AdapterMismatchError(
+                    f"Adapter {adapter_name!r} (task {config.task_name!r}) was made for encoder "
+                    f"{config.encoder_signature} but the base model is {signature}: {diffs}. {where}"
+                )
+        if config.encoder_fingerprint is not None and config.encoder_fingerprint != fingerprint:
+            raise AdapterMismatchError(
+                f"Adapter {adapter_name!r} (task {config.task_name!r}) was trained on encoder weights "
+                f"{_short_hash(config.encoder_fingerprint)} but the base model's weights are "
+                f"{_short_hash(fingerprint)} (same architecture, other weights). {where}"
+            )
 
     # -- task switching ---------------------------------------------------------------------------------------
     def set_adapter(self, adapter_name, inference_mode: bool = False) -> None:
         super().set_adapter(adapter_name, inference_mode=inference_mode)
         if isinstance(adapter_name, str):
             self._sync_model_config(adapter_name)
+            freeze_batchnorm_statistics(self.model, freeze=self.peft_config[adapter_name].freeze_base_batchnorm)
 
     def _sync_model_config(self, adapter_name: str) -> None:
         """Point the base model's labels and loss at the active task (heads differ per task)."""
         config = self.peft_config[adapter_name]
         model_config = getattr(self.model, "config", None)
-        if model_config is None or not config.labels:
+        if model_config is None or not config.labels or not config.head_module:
             return
         model_config.id2label = dict(enumerate(config.labels))
         model_config.label2id = {label: i for i, label in enumerate(config.labels)}
         model_config.problem_type = config.problem_type
         if hasattr(self.model, "num_labels"):
             self.model.num_labels = len(config.labels)
-
-    # -- frozen BatchNorm ---------------------------------------------------------------------------------------
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if mode and any(self.peft_config[a].freeze_base_batchnorm for a in self.active_adapters if a in self.peft_config):
-            for module in self.model.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
-                    p.requires_grad for p in module.parameters(recurse=False)
-                ):
-                    module.eval()
-        return self
 
     # -- merging ---------------------------------------------------------------------------------------------
     def _check_merge_allowed(self):
@@ -181,29 +239,34 @@ class LRCModel(BaseTuner):
                     "cannot be merged into the encoder. Train with LRCConfig(variant='parallel') to merge."
                 )
 
+    def merge_adapter(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
+        """Merge the (parallel) encoder adapters into the base convolutions; task heads stay as they are."""
+        self._check_merge_allowed()
+        for module in self.model.modules():
+            if isinstance(module, LRCLayer) and not isinstance(module, LRCHead):
+                module.merge(adapter_names=adapter_names, safe_merge=safe_merge)
+
     def merge_and_unload(self, progressbar: bool = False, safe_merge: bool = False, adapter_names=None) -> nn.Module:
-        heads = {name: m for name, m in self.model.named_modules() if isinstance(m, LRCHead)}
-        active = [a for a in self.active_adapters]
+        """Fold the active parallel adapter into the encoder and return the base model, with the task's head (its
+        own label count) as the classifier and the model config pointing at the task's labels and loss."""
+        active = list(adapter_names or self.active_adapters)
         if len(active) != 1:
             raise ValueError(f"merge_and_unload needs exactly one active task adapter, got {active}.")
-        task_heads = {name: m.lrc_head[active[0]] for name, m in heads.items() if active[0] in m.lrc_head}
-        self._sync_model_config(active[0])
-        model = super().merge_and_unload(progressbar=progressbar, safe_merge=safe_merge, adapter_names=adapter_names)
-        for name, head in task_heads.items():
-            parent_name, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent_name) if parent_name else model, child, head)
-        if task_heads and getattr(model, "config", None) is not None:  # plain nn.Modules have no config
-            model.config.num_labels = head.out_features
-        self._sync_model_config(active[0])
-        return model
+        task = active[0]
+        self._check_merge_allowed()
+        for name, module in list(self.model.named_modules()):
+            if isinstance(module, LRCHead):  # keep the task head explicitly: a head is replaced, not merged
+                if task not in module.lrc_head:
+                    raise ValueError(f"The head {name} has no head for task adapter {task!r}; cannot unload it.")
+                parent_name, _, child = name.rpartition(".")
+                parent = self.model.get_submodule(parent_name) if parent_name else self.model
+                setattr(parent, child, module.lrc_head[task])
+        self._sync_model_config(task)
+        return super().merge_and_unload(progressbar=progressbar, safe_merge=safe_merge, adapter_names=adapter_names)
 
 
-def _has_module(model: nn.Module, name: str) -> bool:
-    try:
-        model.get_submodule(name)
-        return True
-    except AttributeError:
-        return False
+def _short_hash(fingerprint: str) -> str:
+    return fingerprint[: len("sha256:") + 16] + "..." if fingerprint.startswith("sha256:") else repr(fingerprint)
 
 
 def _normalise(value):

@@ -9,7 +9,7 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
-from ..encoders.modeling_ecg_base import ECGPreTrainedModel, SafetensorsOnlyMixin
+from ..encoders.modeling_ecg_base import ECGPreTrainedModel
 from .configuration_cetp import CETPConfig
 from .loss_cetp import CETPLoss
 
@@ -77,8 +77,8 @@ class CETPProjectionHead(nn.Module):
         return self.norm(projected + self.dropout(self.fc(self.act(projected))))
 
 
-class CETPPreTrainedModel(SafetensorsOnlyMixin, PreTrainedModel):
-    """``from_pretrained`` refuses pickle-only checkpoints unless ``use_safetensors=False`` is passed."""
+class CETPPreTrainedModel(PreTrainedModel):
+    """Base class of the CETP dual encoder (pickle-only checkpoints: see tac_ecg_hf.safety.load_encoder)."""
 
     config_class = CETPConfig
     base_model_prefix = "cetp"

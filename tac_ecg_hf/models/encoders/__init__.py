@@ -2,14 +2,14 @@
 
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
-from .configuration_ecg_base import STANDARD_LEADS, ECGEncoderConfig
+from .configuration_ecg_base import STANDARD_LEADS, ConfigFieldError, ECGEncoderConfig
 from .configuration_ecg_transformer import ECGTransformerConfig
 from .configuration_fcn1d import FCN1dConfig
 from .configuration_inception1d import Inception1dConfig
 from .configuration_lstm1d import LSTM1dConfig
 from .configuration_resnet1d import ResNet1dConfig
 from .configuration_xresnet1d import XResNet1dConfig
-from .modeling_ecg_base import ECGEncoderOutput, ECGForSequenceClassificationBase, ECGPreTrainedModel
+from .modeling_ecg_base import ECGEncoderModel, ECGForSequenceClassificationBase, ECGPreTrainedModel
 from .modeling_ecg_transformer import ECGTransformerForSequenceClassification, ECGTransformerModel
 from .modeling_fcn1d import FCN1dForSequenceClassification, FCN1dModel
 from .modeling_inception1d import Inception1dForSequenceClassification, Inception1dModel
@@ -70,8 +70,9 @@ __all__ = [
     "ENCODER_FAMILIES",
     "ENCODER_PRESETS",
     "create_encoder_config",
+    "ConfigFieldError",
     "ECGEncoderConfig",
-    "ECGEncoderOutput",
+    "ECGEncoderModel",
     "ECGPreTrainedModel",
     "ECGForSequenceClassificationBase",
 ] + [cls.__name__ for classes in ENCODER_FAMILIES.values() for cls in classes]

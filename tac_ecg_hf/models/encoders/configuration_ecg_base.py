@@ -5,11 +5,14 @@ This file is copied next to a saved checkpoint (``trust_remote_code``), so it on
 
 Configs are strict: an unknown field (a typo such as ``layrs``) is refused, and a ``config.json`` that lacks
 a field defining the network (``layers`` of an XResNet1d, ``in_channels``, ``sampling_rate``...) is refused
-instead of silently taking the default. Both raise :class:`ConfigFieldError` naming the fields.
+instead of silently taking the default. Every size is checked against a sane maximum (see ``MAX_*`` below) before
+any module is built, so a corrupt or hostile ``config.json`` (``"layers": [3, 4, 100000, 3]``) fails in
+milliseconds instead of allocating gigabytes. All of these raise :class:`ConfigFieldError` naming the field.
 """
 
 import dataclasses
 import difflib
+import math
 
 from transformers import PreTrainedConfig
 
@@ -17,7 +20,21 @@ STANDARD_LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4",
 
 
 class ConfigFieldError(ValueError):
-    """A config has unknown fields (typos) or, loaded from a file, lacks fields that define the network."""
+    """A config has unknown fields (typos), a value out of range or, loaded from a file, lacks fields that define
+    the network."""
+
+
+#: Sane maxima of encoder configs. They are far above every published ECG encoder (xresnet1d101: 33 blocks, widths
+#: 256) and low enough that a config within them cannot make module construction hang.
+MAX_DEPTH = 1_000  # blocks / layers of one network, all stages together
+MAX_WIDTH = 8_192  # channels of any layer
+MAX_KERNEL_SIZE = 255
+MAX_IN_CHANNELS = 64
+MAX_NUM_SAMPLES = 10_000_000
+MAX_SAMPLING_RATE = 100_000
+MAX_NUM_LABELS = 10_000
+MAX_ATTENTION_HEADS = 1_024
+MAX_STRIDE = 16
 
 
 #: Keys that transformers itself writes to or passes through ``config.json`` / ``from_pretrained`` without them
@@ -76,21 +93,69 @@ class ECGEncoderConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         self._refuse_unknown_fields(kwargs)
-        if self.lead_names is None:
+        self._check_num_labels(kwargs.get("num_labels"))
+        if self.lead_names is None and isinstance(self.in_channels, int):
             self.lead_names = list(STANDARD_LEADS[: self.in_channels]) if self.in_channels <= 12 else None
-        if self.lead_names is not None:
-            self.lead_names = list(self.lead_names)
-            if len(self.lead_names) != self.in_channels:
-                raise ValueError(
-                    f"{type(self).__name__}: lead_names has {len(self.lead_names)} names but in_channels={self.in_channels}; "
-                    "give one name per input lead."
-                )
-        if self.pooling not in ("avgmax", "avg"):
-            raise ValueError(f"{type(self).__name__}: pooling must be 'avgmax' or 'avg', got {self.pooling!r}.")
-        for name, value in self._positive_int_fields().items():
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{type(self).__name__}: {name} must be a positive integer, got {value!r}.")
+        self.lead_names = as_list(self.lead_names)
+        self._validate()
         super().__post_init__(**kwargs)
+
+    # -- value checks ----------------------------------------------------------------------------------------
+    def _error(self, message: str) -> ConfigFieldError:
+        return ConfigFieldError(f"{type(self).__name__}: {message}")
+
+    def _check_int(self, name: str, value, low: int = 1, high: int | None = None, odd: bool = False) -> None:
+        """``value`` must be an int in ``[low, high]`` (and odd when asked): one line naming the field otherwise."""
+        kind = "an odd integer" if odd else "an integer"
+        bounds = f"in [{low}, {high:,}]" if high is not None else f">= {low}"
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._error(f"{name} must be {kind} {bounds}, got {value!r}.")
+        if value < low or (high is not None and value > high) or (odd and value % 2 == 0):
+            raise self._error(f"{name} must be {kind} {bounds}, got {value!r}.")
+
+    def _check_int_list(self, name: str, values, low: int = 1, high: int | None = None, odd: bool = False,
+                        max_len: int = MAX_DEPTH) -> None:
+        if not isinstance(values, list) or not 1 <= len(values) <= max_len:
+            raise self._error(f"{name} must be a list of 1 to {max_len:,} integers, got {_short(values)}.")
+        for i, value in enumerate(values):
+            self._check_int(f"{name}[{i}]", value, low, high, odd)
+
+    def _check_fraction(self, name: str, value) -> None:
+        """A dropout probability: a number in [0, 1)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise self._error(f"{name} must be a number in [0, 1), got {value!r}.")
+
+    def _check_num_labels(self, num_labels) -> None:
+        # checked before PreTrainedConfig builds id2label from it: num_labels=10**9 would build a billion-entry dict
+        if num_labels is not None:
+            self._check_int("num_labels", num_labels, 1, MAX_NUM_LABELS)
+        if self.id2label is not None and len(self.id2label) > MAX_NUM_LABELS:
+            raise self._error(f"id2label has {len(self.id2label):,} labels; at most {MAX_NUM_LABELS:,} are supported.")
+
+    def _validate(self) -> None:
+        """Check every field against its range before any module is built; families extend it."""
+        self._check_int("in_channels", self.in_channels, 1, MAX_IN_CHANNELS)
+        self._check_int("sampling_rate", self.sampling_rate, 1, MAX_SAMPLING_RATE)
+        self._check_int("num_samples", self.num_samples, 1, MAX_NUM_SAMPLES)
+        if self.lead_names is not None and not (
+            isinstance(self.lead_names, list) and all(isinstance(name, str) for name in self.lead_names)
+        ):
+            raise self._error(f"lead_names must be a list of lead names, got {_short(self.lead_names)}.")
+        if self.lead_names is not None and len(self.lead_names) != self.in_channels:
+            raise self._error(
+                f"lead_names has {len(self.lead_names)} names but in_channels={self.in_channels}; "
+                "give one name per input lead."
+            )
+        if self.pooling not in ("avgmax", "avg"):
+            raise self._error(f"pooling must be 'avgmax' or 'avg', got {self.pooling!r}.")
+        self._check_fraction("classifier_dropout", self.classifier_dropout)
+        if (
+            isinstance(self.initializer_range, bool)
+            or not isinstance(self.initializer_range, (int, float))
+            or not 0 < self.initializer_range <= 1
+            or not math.isfinite(self.initializer_range)
+        ):
+            raise self._error(f"initializer_range must be a number in (0, 1], got {self.initializer_range!r}.")
 
     # -- strictness ------------------------------------------------------------------------------------------
     @classmethod
@@ -141,9 +206,6 @@ class ECGEncoderConfig(PreTrainedConfig):
                 )
         return super().from_dict(config_dict, **kwargs)
 
-    def _positive_int_fields(self):
-        return {"in_channels": self.in_channels, "sampling_rate": self.sampling_rate, "num_samples": self.num_samples}
-
     @property
     def feature_size(self) -> int:
         """Width of the pooled embedding returned as ``pooler_output``."""
@@ -160,3 +222,16 @@ class ECGEncoderConfig(PreTrainedConfig):
 
     def _architecture_fields(self) -> dict:
         return {}
+
+
+def as_list(value, default=None):
+    """A list/tuple field as a list (``default`` when None); anything else unchanged, for ``_validate`` to refuse."""
+    if value is None:
+        return default
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _short(value, limit: int = 80) -> str:
+    """repr of ``value`` cut to ``limit`` characters (a config value can be a 100,000-element list)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

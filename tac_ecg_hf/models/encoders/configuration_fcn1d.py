@@ -1,6 +1,6 @@
 """Configuration of FCN1d (fully convolutional network of Wang et al., 2017)."""
 
-from .configuration_ecg_base import ECGEncoderConfig
+from .configuration_ecg_base import MAX_DEPTH, MAX_KERNEL_SIZE, MAX_WIDTH, ECGEncoderConfig, as_list
 
 
 class FCN1dConfig(ECGEncoderConfig):
@@ -12,11 +12,16 @@ class FCN1dConfig(ECGEncoderConfig):
     kernel_sizes: list[int] | None = None
 
     def __post_init__(self, **kwargs):
-        self.widths = list(self.widths) if self.widths is not None else [128, 256, 128]
-        self.kernel_sizes = list(self.kernel_sizes) if self.kernel_sizes is not None else [7, 5, 3]
-        if len(self.widths) != len(self.kernel_sizes):
-            raise ValueError("FCN1dConfig: widths and kernel_sizes must have the same length.")
+        self.widths = as_list(self.widths, [128, 256, 128])
+        self.kernel_sizes = as_list(self.kernel_sizes, [7, 5, 3])
         super().__post_init__(**kwargs)
+
+    def _validate(self) -> None:
+        super()._validate()
+        self._check_int_list("widths", self.widths, 1, MAX_WIDTH, max_len=MAX_DEPTH)
+        self._check_int_list("kernel_sizes", self.kernel_sizes, 1, MAX_KERNEL_SIZE, odd=True, max_len=MAX_DEPTH)
+        if len(self.widths) != len(self.kernel_sizes):
+            raise self._error("widths and kernel_sizes must have the same length.")
 
     @property
     def feature_size(self) -> int:

@@ -1,6 +1,6 @@
 """Configuration of Inception1d (InceptionTime-style encoder from the PTB-XL benchmark)."""
 
-from .configuration_ecg_base import ECGEncoderConfig
+from .configuration_ecg_base import MAX_DEPTH, MAX_KERNEL_SIZE, MAX_WIDTH, ECGEncoderConfig, as_list
 
 
 class Inception1dConfig(ECGEncoderConfig):
@@ -19,10 +19,16 @@ class Inception1dConfig(ECGEncoderConfig):
     residual_every: int = 3
 
     def __post_init__(self, **kwargs):
-        self.kernel_sizes = list(self.kernel_sizes) if self.kernel_sizes is not None else [39, 19, 9]
-        if any(k % 2 == 0 for k in self.kernel_sizes):
-            raise ValueError(f"Inception1dConfig: kernel_sizes must be odd, got {self.kernel_sizes}.")
+        self.kernel_sizes = as_list(self.kernel_sizes, [39, 19, 9])
         super().__post_init__(**kwargs)
+
+    def _validate(self) -> None:
+        super()._validate()
+        self._check_int("depth", self.depth, 1, MAX_DEPTH)
+        self._check_int_list("kernel_sizes", self.kernel_sizes, 1, MAX_KERNEL_SIZE, odd=True, max_len=16)
+        self._check_int("num_filters", self.num_filters, 1, MAX_WIDTH // (len(self.kernel_sizes) + 1))
+        self._check_int("bottleneck_size", self.bottleneck_size, 1, MAX_WIDTH)
+        self._check_int("residual_every", self.residual_every, 1, MAX_DEPTH)
 
     @property
     def block_channels(self) -> int:

@@ -1,6 +1,6 @@
 """Configuration of ResNet1d (ResNet18-style 1D encoder)."""
 
-from .configuration_ecg_base import ECGEncoderConfig
+from .configuration_ecg_base import MAX_DEPTH, MAX_KERNEL_SIZE, MAX_WIDTH, ECGEncoderConfig, as_list
 
 
 class ResNet1dConfig(ECGEncoderConfig):
@@ -21,10 +21,24 @@ class ResNet1dConfig(ECGEncoderConfig):
     stem_kernel_size: int = 7
 
     def __post_init__(self, **kwargs):
-        self.layers = list(self.layers) if self.layers is not None else [2, 2, 2, 2]
-        if self.kernel_size % 2 == 0 or self.stem_kernel_size % 2 == 0:
-            raise ValueError("ResNet1dConfig: kernel sizes must be odd.")
+        self.layers = as_list(self.layers, [2, 2, 2, 2])
         super().__post_init__(**kwargs)
+
+    def _validate(self) -> None:
+        super()._validate()
+        self._check_int_list("layers", self.layers, 1, MAX_DEPTH, max_len=16)
+        if sum(self.layers) > MAX_DEPTH:
+            raise self._error(
+                f"layers {self.layers} give {sum(self.layers):,} blocks; at most {MAX_DEPTH:,} are supported."
+            )
+        self._check_int("base_width", self.base_width, 1, MAX_WIDTH)
+        if self.stage_widths[-1] > MAX_WIDTH:
+            raise self._error(
+                f"base_width={self.base_width} with {len(self.layers)} stages gives a last stage of "
+                f"{self.stage_widths[-1]:,} channels; at most {MAX_WIDTH:,} are supported."
+            )
+        self._check_int("kernel_size", self.kernel_size, 1, MAX_KERNEL_SIZE, odd=True)
+        self._check_int("stem_kernel_size", self.stem_kernel_size, 1, MAX_KERNEL_SIZE, odd=True)
 
     @property
     def stage_widths(self) -> list[int]:

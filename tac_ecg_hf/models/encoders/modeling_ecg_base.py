@@ -4,33 +4,26 @@ This file is copied next to a saved checkpoint (``trust_remote_code``), so it on
 ``torch``, ``transformers``, the standard library and relative modules.
 """
 
+import json
 import os
-from dataclasses import dataclass
-
 import sys
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
-from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
+from transformers import PreTrainedConfig, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutputWithPoolingAndNoAttention, SequenceClassifierOutput
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, cached_file
 
-from .configuration_ecg_base import ECGEncoderConfig
-
-
-@dataclass
-class ECGEncoderOutput(ModelOutput):
-    """
-    Args:
-        last_hidden_state (`torch.FloatTensor` of shape `(batch, channels, time)`): last feature map.
-        pooler_output (`torch.FloatTensor` of shape `(batch, config.feature_size)`): pooled embedding.
-    """
-
-    last_hidden_state: torch.FloatTensor | None = None
-    pooler_output: torch.FloatTensor | None = None
+from .configuration_ecg_base import ConfigFieldError, ECGEncoderConfig
 
 
 def check_input_values(input_values: torch.Tensor, config: ECGEncoderConfig) -> None:
-    """Refuse inputs the encoder would silently misread, with a message saying how to fix them."""
+    """Refuse inputs the encoder would silently misread, with a message saying how to fix them.
+
+    Only shapes are checked (no device sync); NaN/inf values are caught by the feature extractor
+    (``tac_ecg_hf.data.ECGPreprocessor``), which sees the record before it becomes a tensor.
+    """
     if not isinstance(input_values, torch.Tensor):
         raise TypeError(f"input_values must be a torch.Tensor, got {type(input_values).__name__}.")
     if input_values.dim() == 2:
@@ -52,77 +45,6 @@ def check_input_values(input_values: torch.Tensor, config: ECGEncoderConfig) -> 
             f"{config.in_channels} leads {config.lead_names}.{hint} Use tac_ecg_hf.data.ECGPreprocessor to reorder, "
             "zero-fill or select leads by name."
         )
-    if not torch.isfinite(input_values).all():
-        bad = (~torch.isfinite(input_values)).sum().item()
-        raise ValueError(
-            f"input_values contains {bad} NaN/inf values; clean or interpolate the record first "
-            "(tac_ecg_hf.data.check_signal names the leads)."
-        )
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# safetensors only
-
-
-#: weight files that are Python pickles (``torch.load`` can run code from them) / safetensors files
-PICKLE_WEIGHT_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
-SAFE_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
-
-
-class UnsafeCheckpointError(OSError):
-    """A checkpoint holds only pickle weights (``*.bin``), which can run arbitrary code when loaded, and the user
-    did not ask for them explicitly (``use_safetensors=False`` for models, ``allow_pickle=True`` for adapters)."""
-
-
-def pickle_only_checkpoint(folder, safe_files=SAFE_WEIGHT_FILES, pickle_files=PICKLE_WEIGHT_FILES) -> list:
-    """The pickle weight files of a local ``folder`` that has no safetensors weights (empty list otherwise, and
-    for anything that is not a local directory, such as a Hub id)."""
-    try:
-        if folder is None or not os.path.isdir(folder):
-            return []
-    except (TypeError, ValueError):
-        return []
-    if any(os.path.isfile(os.path.join(folder, name)) for name in safe_files):
-        return []
-    return [name for name in pickle_files if os.path.isfile(os.path.join(folder, name))]
-
-
-def _pickle_refusal(where, files) -> str:
-    return (
-        f"{where} holds only a pickle checkpoint ({', '.join(files)}); tac-ecg-hf loads safetensors only by default, "
-        "because unpickling a file can run arbitrary code. Convert it to safetensors (load it once where you trust "
-        "it and call save_pretrained, which writes model.safetensors), or pass use_safetensors=False explicitly if "
-        "you trust the file."
-    )
-
-
-class SafetensorsOnlyMixin:
-    """``from_pretrained`` with ``use_safetensors=True`` as the default: a checkpoint with only
-    ``pytorch_model.bin`` is refused (:class:`UnsafeCheckpointError`) unless ``use_safetensors=False`` is passed."""
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, use_safetensors=None, **kwargs):
-        if use_safetensors is not None:  # an explicit choice by the user
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, use_safetensors=use_safetensors, **kwargs)
-        folder = pretrained_model_name_or_path
-        if folder is not None and kwargs.get("subfolder"):
-            folder = os.path.join(folder, kwargs["subfolder"])
-        files = pickle_only_checkpoint(folder)
-        if files:
-            raise UnsafeCheckpointError(_pickle_refusal(os.fspath(folder), files))
-        try:
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, use_safetensors=True, **kwargs)
-        except UnsafeCheckpointError:
-            raise
-        except OSError as err:
-            # a Hub repository (or a folder without weights): say why safetensors are required
-            if "safetensors" in str(err) and (folder is None or not os.path.isdir(folder)):
-                raise UnsafeCheckpointError(
-                    f"{err} tac-ecg-hf loads safetensors only by default; if {pretrained_model_name_or_path} has only "
-                    "a pickle checkpoint (pytorch_model.bin), convert it to safetensors, or pass "
-                    "use_safetensors=False explicitly if you trust it."
-                ) from err
-            raise
 
 
 class ConvBnAct1d(nn.Module):
@@ -156,15 +78,79 @@ class AdaptivePool1d(nn.Module):
         return torch.cat([avg, x.amax(dim=-1)], dim=-1)
 
 
-class ECGPreTrainedModel(SafetensorsOnlyMixin, PreTrainedModel):
+# ----------------------------------------------------------------------------------------------------------------
+# checkpoint size check
+
+
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+
+
+def _weights_bytes(pretrained_model_name_or_path, hub_kwargs: dict) -> tuple[int, str] | None:
+    """(size in bytes, file name) of the safetensors weights of a checkpoint, or None where there are none (a
+    pickle-only or missing checkpoint: ``from_pretrained`` then reports that itself)."""
+    try:
+        path = cached_file(pretrained_model_name_or_path, SAFE_WEIGHTS_NAME, **hub_kwargs)
+        if path is not None:
+            return os.path.getsize(path), SAFE_WEIGHTS_NAME
+    except OSError:
+        pass
+    try:
+        path = cached_file(pretrained_model_name_or_path, SAFE_WEIGHTS_INDEX_NAME, **hub_kwargs)
+        if path is not None:
+            with open(path, encoding="utf-8") as fh:
+                total = json.load(fh).get("metadata", {}).get("total_size")
+            if isinstance(total, int):
+                return total, SAFE_WEIGHTS_INDEX_NAME
+    except (OSError, ValueError, AttributeError):
+        pass
+    return None
+
+
+def conv_bn_values(in_channels: int, out_channels: int, kernel_size: int) -> int:
+    """Values in the state dict of a :class:`ConvBnAct1d`: conv weight (no bias), BatchNorm weight, bias, running
+    mean and variance, and its batch counter."""
+    return in_channels * out_channels * kernel_size + 4 * out_channels + 1
+
+
+def check_checkpoint_size(model_class: type, pretrained_model_name_or_path, config, kwargs: dict) -> None:
+    """Refuse a ``config.json`` that implies far more values than its weights file can hold, before ``from_pretrained``
+    builds anything: a corrupt or hostile config would otherwise allocate (and randomly initialise) gigabytes.
+    The count comes from the config alone (``expected_num_values``), so the check costs microseconds.
+
+    Only the encoder is counted (a classifier loads encoder-only checkpoints and creates its head), and a file is
+    taken to hold at most one value per byte (safetensors stores 1 to 8 bytes per value).
+    """
+    hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if kwargs.get(key) is not None}
+    if not isinstance(config, PreTrainedConfig):
+        config = model_class.config_class.from_pretrained(
+            config if config is not None else pretrained_model_name_or_path, **hub_kwargs
+        )
+    if not isinstance(config, ECGEncoderConfig):
+        return
+    found = _weights_bytes(pretrained_model_name_or_path, hub_kwargs)
+    if found is None:
+        return
+    file_bytes, file_name = found
+    encoder_class = getattr(model_class, "_encoder_class", None) or model_class
+    needed = encoder_class.expected_num_values(config)
+    if needed > file_bytes:
+        raise ConfigFieldError(
+            f"{type(config).__name__} ({config.model_type}): the config.json of {pretrained_model_name_or_path} "
+            f"implies an encoder of {needed:,} values but {file_name} has only {file_bytes:,} bytes: the config does "
+            "not describe these weights (a corrupt or mismatched config.json, or a truncated weights file); use the "
+            "config and weights saved together by save_pretrained."
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# pre-trained model classes
+
+
+class ECGPreTrainedModel(PreTrainedModel):
     config_class = ECGEncoderConfig
     base_model_prefix = "encoder"
     main_input_name = "input_values"
     supports_gradient_checkpointing = False
-    #: regexes of module names where serial LRC-Adapters go (BatchNorm1d after a conv); None: not supported
-    _lrc_serial_targets: list[str] | None = None
-    #: regexes of Conv1d module names for the parallel (mergeable) LRC variant; None: every Conv1d with kernel > 1
-    _lrc_parallel_targets: list[str] | None = None
 
     def full_auto_map(self) -> dict:
         """auto_map naming the config, the bare encoder and the classifier of this family, so that a saved
@@ -184,62 +170,77 @@ class ECGPreTrainedModel(SafetensorsOnlyMixin, PreTrainedModel):
         self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **self.full_auto_map()}
         return super().save_pretrained(save_directory, *args, **kwargs)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, **kwargs):
+        """``PreTrainedModel.from_pretrained``, after checking that the config fits the size of the weights file
+        (:func:`check_checkpoint_size`) before any module is allocated."""
+        if pretrained_model_name_or_path is not None and kwargs.get("use_safetensors") is not False:
+            check_checkpoint_size(cls, pretrained_model_name_or_path, config, kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
+
     @torch.no_grad()
     def _init_weights(self, module):
+        super()._init_weights(module)  # Linear: normal(initializer_range); norms: ones/zeros; BatchNorm buffers reset
         if isinstance(module, nn.Conv1d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, (nn.BatchNorm1d, nn.LayerNorm)):
-            if getattr(module, "zero_init", False):
-                nn.init.zeros_(module.weight)
-            else:
-                nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-            if isinstance(module, nn.BatchNorm1d):
-                module.running_mean.zero_()
-                module.running_var.fill_(1.0)
-                module.num_batches_tracked.zero_()
-        elif isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=self.config.initializer_range)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm1d) and getattr(module, "zero_init", False):
+            init.zeros_(module.weight)  # last BatchNorm of a residual branch: each block starts as the identity
         elif isinstance(module, nn.LSTM):
             for name, param in module.named_parameters():
                 if "weight" in name:
-                    nn.init.orthogonal_(param)
+                    init.orthogonal_(param)
                 else:
-                    nn.init.zeros_(param)
-                    # forget-gate bias 1 helps LSTMs remember early on
-                    hidden = param.shape[0] // 4
-                    param[hidden : 2 * hidden].fill_(1.0)
-        elif isinstance(module, nn.MultiheadAttention):
-            if module.in_proj_weight is not None:
-                nn.init.xavier_uniform_(module.in_proj_weight)
-            if module.in_proj_bias is not None:
-                nn.init.zeros_(module.in_proj_bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=self.config.initializer_range)
+                    init.zeros_(param)
+                    # forget-gate bias 1 helps LSTMs remember early on (a slice loses the "loaded" flag: check it)
+                    if not getattr(param, "_is_hf_initialized", False):
+                        hidden = param.shape[0] // 4
+                        param[hidden : 2 * hidden].fill_(1.0)
 
 
 class ECGEncoderModel(ECGPreTrainedModel):
-    """Shared forward of every encoder: checks input, runs ``self.features`` and pools."""
+    """Shared forward of every bare encoder: checks the input shape, runs :meth:`forward_features` and pools.
+
+    ``hidden_states`` (with ``output_hidden_states=True``) are the feature maps after the stem and after each stage
+    (or layer), each of shape ``(batch, channels, time)``, as transformers' ResNet returns them.
+    """
 
     def __init__(self, config):
         super().__init__(config)
         self.pool = AdaptivePool1d(config.pooling)
 
-    def forward_features(self, input_values: torch.Tensor) -> torch.Tensor:
+    @classmethod
+    def expected_num_values(cls, config) -> int:
+        """Number of values (parameters and persistent buffers) in the state dict of ``cls(config)``, computed from
+        the config without building anything (``check_checkpoint_size`` compares it with the weights file)."""
         raise NotImplementedError
 
-    def forward(self, input_values: torch.Tensor, return_dict: bool | None = None, **kwargs):
+    def forward_features(
+        self, input_values: torch.Tensor, output_hidden_states: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """(last feature map of shape (batch, channels, time), the intermediate maps or None)."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPoolingAndNoAttention | tuple:
         check_input_values(input_values, self.config)
-        hidden = self.forward_features(input_values)
-        pooled = self.pool(hidden)
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        last_hidden_state, hidden_states = self.forward_features(input_values, output_hidden_states)
+        pooled = self.pool(last_hidden_state)
         if not return_dict:
-            return (hidden, pooled)
-        return ECGEncoderOutput(last_hidden_state=hidden, pooler_output=pooled)
+            return (last_hidden_state, pooled) + ((hidden_states,) if hidden_states is not None else ())
+        return BaseModelOutputWithPoolingAndNoAttention(
+            last_hidden_state=last_hidden_state, pooler_output=pooled, hidden_states=hidden_states
+        )
 
 
 class ECGClassificationHead(nn.Module):
@@ -253,41 +254,61 @@ class ECGClassificationHead(nn.Module):
 
 
 class ECGForSequenceClassificationBase(ECGPreTrainedModel):
-    """Encoder + dropout + linear head. ``problem_type`` picks BCE (multi-label) or CE (single-label)."""
+    """Encoder + dropout + linear head.
+
+    The loss is ``self.loss_function`` (transformers' ``ForSequenceClassificationLoss``): ``config.problem_type``
+    picks MSE (``regression``), cross-entropy (``single_label_classification``) or BCE
+    (``multi_label_classification``); left unset, it is inferred from the first labels seen (integer class ids:
+    single-label; float multi-hot rows: multi-label) and stored in the config.
+    """
 
     _encoder_class: type = None
     accepts_loss_kwargs = False
 
     def __init__(self, config):
         super().__init__(config)
-        if config.problem_type is None:
-            config.problem_type = "single_label_classification" if config.num_labels > 1 else "regression"
         self.num_labels = config.num_labels
         self.encoder = self._encoder_class(config)
         self.head = ECGClassificationHead(config.feature_size, config.num_labels, config.classifier_dropout)
         self.post_init()
 
-    def forward(self, input_values: torch.Tensor, labels: torch.Tensor | None = None, return_dict: bool | None = None, **kwargs):
-        outputs = self.encoder(input_values, return_dict=True)
+    def _check_labels(self, labels: torch.Tensor, logits: torch.Tensor) -> None:
+        """Shape checks only (no device sync), saying what to fix; torch reports out-of-range class ids itself."""
+        problem_type = self.config.problem_type
+        if problem_type is None and self.config.num_labels > 1:  # what ForSequenceClassificationLoss will infer
+            integer = labels.dtype in (torch.long, torch.int)
+            problem_type = "single_label_classification" if integer else "multi_label_classification"
+        if problem_type == "multi_label_classification" and labels.shape != logits.shape:
+            hint = " (integer class ids need dtype torch.long)" if labels.dim() == 1 else ""
+            raise ValueError(
+                f"multi-label labels must have shape {tuple(logits.shape)} (batch, num_labels), got "
+                f"{tuple(labels.shape)}{hint}."
+            )
+        if problem_type == "single_label_classification" and labels.numel() != logits.shape[0]:
+            hint = " They look like multi-hot rows: use problem_type='multi_label_classification'." if (
+                labels.shape == logits.shape
+            ) else ""
+            raise ValueError(
+                f"single-label labels must be {logits.shape[0]} class ids (batch,), got shape "
+                f"{tuple(labels.shape)}.{hint}"
+            )
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput | tuple:
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.encoder(input_values, output_hidden_states=output_hidden_states, return_dict=True)
         logits = self.head(outputs.pooler_output)
         loss = None
         if labels is not None:
-            labels = labels.to(logits.device)
-            if self.config.problem_type == "multi_label_classification":
-                if labels.shape != logits.shape:
-                    raise ValueError(
-                        f"multi-label labels must have shape {tuple(logits.shape)} (batch, num_labels), got {tuple(labels.shape)}."
-                    )
-                loss = nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-            elif self.config.problem_type == "single_label_classification":
-                labels = labels.view(-1).long()
-                if labels.numel() and (labels.min() < 0 or labels.max() >= logits.shape[-1]):
-                    raise ValueError(f"class ids must lie in [0, {logits.shape[-1]}), got {labels.min()}..{labels.max()}.")
-                loss = nn.functional.cross_entropy(logits, labels)
-            else:
-                loss = nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).squeeze(-1))
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
+            self._check_labels(labels, logits)
+            loss = self.loss_function(labels, logits, self.config)
         if not return_dict:
-            output = (logits, outputs.pooler_output)
+            output = (logits,) + ((outputs.hidden_states,) if outputs.hidden_states is not None else ())
             return ((loss,) + output) if loss is not None else output
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=None)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)

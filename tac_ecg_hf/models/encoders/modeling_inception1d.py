@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from .configuration_inception1d import Inception1dConfig
-from .modeling_ecg_base import ConvBnAct1d, ECGEncoderModel, ECGForSequenceClassificationBase
+from .modeling_ecg_base import ConvBnAct1d, ECGEncoderModel, ECGForSequenceClassificationBase, conv_bn_values
 
 
 class Inception1dBlock(nn.Module):
@@ -25,7 +25,6 @@ class Inception1dBlock(nn.Module):
 
 class Inception1dModel(ECGEncoderModel):
     config_class = Inception1dConfig
-    _lrc_serial_targets = [r".*blocks\.\d+\.bn"]
 
     def __init__(self, config: Inception1dConfig):
         super().__init__(config)
@@ -43,17 +42,33 @@ class Inception1dModel(ECGEncoderModel):
         self.act = nn.ReLU()
         self.post_init()
 
-    def forward_features(self, input_values: torch.Tensor) -> torch.Tensor:
+    @classmethod
+    def expected_num_values(cls, config: Inception1dConfig) -> int:
+        total, channels, residual_in = 0, config.in_channels, config.in_channels
+        filters, out = config.num_filters, config.block_channels
+        for d in range(config.depth):
+            branch_in = config.bottleneck_size if channels > 1 else channels
+            total += channels * config.bottleneck_size if channels > 1 else 0  # 1x1 bottleneck
+            total += sum(branch_in * filters * k for k in config.kernel_sizes) + channels * filters  # branches, pool
+            total += 4 * out + 1  # BatchNorm after the concatenation
+            channels = out
+            if (d + 1) % config.residual_every == 0:
+                total, residual_in = total + conv_bn_values(residual_in, out, 1), out
+        return total
+
+    def forward_features(self, input_values: torch.Tensor, output_hidden_states: bool = False):
         x, residual = input_values, input_values
+        hidden_states = () if output_hidden_states else None
         for d, block in enumerate(self.blocks):
             x = block(x)
             if (d + 1) % self.config.residual_every == 0:
                 x = self.act(x + self.shortcuts[d // self.config.residual_every](residual))
                 residual = x
-        return x
+            if output_hidden_states:
+                hidden_states += (x,)
+        return x, hidden_states
 
 
 class Inception1dForSequenceClassification(ECGForSequenceClassificationBase):
     config_class = Inception1dConfig
     _encoder_class = Inception1dModel
-    _lrc_serial_targets = [r"encoder\." + p for p in Inception1dModel._lrc_serial_targets]

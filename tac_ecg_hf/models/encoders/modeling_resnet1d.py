@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from .configuration_resnet1d import ResNet1dConfig
-from .modeling_ecg_base import ConvBnAct1d, ECGEncoderModel, ECGForSequenceClassificationBase
+from .modeling_ecg_base import ConvBnAct1d, ECGEncoderModel, ECGForSequenceClassificationBase, conv_bn_values
 
 
 class ResNet1dBasicBlock(nn.Module):
@@ -24,7 +24,6 @@ class ResNet1dBasicBlock(nn.Module):
 
 class ResNet1dModel(ECGEncoderModel):
     config_class = ResNet1dConfig
-    _lrc_serial_targets = [r".*\.conv[12]\.bn"]
     _no_split_modules = ["ResNet1dBasicBlock"]
 
     def __init__(self, config: ResNet1dConfig):
@@ -41,11 +40,28 @@ class ResNet1dModel(ECGEncoderModel):
         self.stages = nn.Sequential(*stages)
         self.post_init()
 
-    def forward_features(self, input_values: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem_pool(self.stem(input_values)))
+    @classmethod
+    def expected_num_values(cls, config: ResNet1dConfig) -> int:
+        total = conv_bn_values(config.in_channels, config.base_width, config.stem_kernel_size)
+        channels, k = config.base_width, config.kernel_size
+        for i, (n_blocks, width) in enumerate(zip(config.layers, config.stage_widths)):
+            for j in range(n_blocks):
+                total += conv_bn_values(channels, width, k) + conv_bn_values(width, width, k)
+                if (i > 0 and j == 0) or channels != width:
+                    total += conv_bn_values(channels, width, 1)
+                channels = width
+        return total
+
+    def forward_features(self, input_values: torch.Tensor, output_hidden_states: bool = False):
+        hidden_state = self.stem_pool(self.stem(input_values))
+        hidden_states = (hidden_state,) if output_hidden_states else None
+        for stage in self.stages:
+            hidden_state = stage(hidden_state)
+            if output_hidden_states:
+                hidden_states += (hidden_state,)
+        return hidden_state, hidden_states
 
 
 class ResNet1dForSequenceClassification(ECGForSequenceClassificationBase):
     config_class = ResNet1dConfig
     _encoder_class = ResNet1dModel
-    _lrc_serial_targets = [r"encoder\." + p for p in ResNet1dModel._lrc_serial_targets]

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from .configuration_xresnet1d import XResNet1dConfig
-from .modeling_ecg_base import ConvBnAct1d, ECGEncoderModel, ECGForSequenceClassificationBase
+from .modeling_ecg_base import ConvBnAct1d, ECGEncoderModel, ECGForSequenceClassificationBase, conv_bn_values
 
 
 class XResNet1dBlock(nn.Module):
@@ -38,7 +38,6 @@ class XResNet1dBlock(nn.Module):
 
 class XResNet1dModel(ECGEncoderModel):
     config_class = XResNet1dConfig
-    _lrc_serial_targets = [r"stem\.\d+\.bn", r".*\.convpath\.1\.bn"]
     _no_split_modules = ["XResNet1dBlock"]
 
     def __init__(self, config: XResNet1dConfig):
@@ -60,11 +59,34 @@ class XResNet1dModel(ECGEncoderModel):
         self.stages = nn.Sequential(*stages)
         self.post_init()
 
-    def forward_features(self, input_values: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem_pool(self.stem(input_values)))
+    @classmethod
+    def expected_num_values(cls, config: XResNet1dConfig) -> int:
+        total, channels = 0, config.in_channels
+        for width in config.stem_widths:
+            total, channels = total + conv_bn_values(channels, width, config.kernel_size), width
+        k, e = config.kernel_size, config.expansion
+        for n_blocks, width in zip(config.layers, config.block_widths):
+            for _ in range(n_blocks):
+                out = width * e
+                if e == 1:
+                    total += conv_bn_values(channels, width, k) + conv_bn_values(width, out, k)
+                else:
+                    total += conv_bn_values(channels, width, 1) + conv_bn_values(width, width, k)
+                    total += conv_bn_values(width, out, 1)
+                total += conv_bn_values(channels, out, 1) if channels != out else 0
+                channels = out
+        return total
+
+    def forward_features(self, input_values: torch.Tensor, output_hidden_states: bool = False):
+        hidden_state = self.stem_pool(self.stem(input_values))
+        hidden_states = (hidden_state,) if output_hidden_states else None
+        for stage in self.stages:
+            hidden_state = stage(hidden_state)
+            if output_hidden_states:
+                hidden_states += (hidden_state,)
+        return hidden_state, hidden_states
 
 
 class XResNet1dForSequenceClassification(ECGForSequenceClassificationBase):
     config_class = XResNet1dConfig
     _encoder_class = XResNet1dModel
-    _lrc_serial_targets = [r"encoder\." + p for p in XResNet1dModel._lrc_serial_targets]
