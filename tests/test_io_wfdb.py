@@ -23,6 +23,8 @@ from tac_ecg_hf.data import (
 )
 from tac_ecg_hf.tasks import STANDARD_LEADS
 
+CINC2017_RECORD_LINE = "A00001 1 300 900 2014-05-08 05:05:15"  # the timestamp wfdb cannot parse
+
 
 # ================================================================================================================
 # formats and units
@@ -107,7 +109,7 @@ def test_invalid_samples_become_nan(tmp_path):
     data[5] = -32768  # the format-16 invalid-sample marker
     dat.write_bytes(data.tobytes())
     record = read_record(hea, verify_checksum=False)
-    assert np.isnan(record.signal[0, 5]) and np.isfinite(record.signal[0, 6]) and np.isfinite(record.signal).sum() == 99
+    assert np.isnan(record.signal[0, 5]) and np.isfinite(record.signal).sum() == 99
 
 
 def test_negative_adc_gain_warns(tmp_path):
@@ -172,7 +174,7 @@ def test_missing_signal_file(tmp_path):
 @pytest.mark.parametrize(
     "text, error, match",
     [
-        ("x 3 500 1000\nx.dat 16 200/mV 16 0 0 0 0 I\n", ECGFileError, "declares 3 signals but the header has 1 signal lines"),
+        ("x 3 500 1000\nx.dat 16 200/mV 16 0 0 0 0 I\n", ECGFileError, "declares 3 signals but the header has 1"),
         ("x 1 500 1000\n", ECGFileError, "declares 1 signals but the header has 0"),
         ("x two 500\n", ECGFileError, "not a valid WFDB header .*record line"),
         ("x 1 500 1000\nx.dat sixteen\n", ECGFileError, "not a valid WFDB header .*signal line"),
@@ -212,7 +214,7 @@ def test_absurd_sample_count_is_refused_quickly(tmp_path):
     (tmp_path / "huge.dat").write_bytes(b"\x00" * 240)
     tracemalloc.start()
     try:
-        with pytest.raises(ECGInputError, match=r"12 signals x 900,000,000,000 samples .*more than max_values=268,435,456"):
+        with pytest.raises(ECGInputError, match=r"12 signals x 900,000,000,000 samples .*max_values=268,435,456"):
             read_record(tmp_path / "huge.hea")
         assert tracemalloc.get_traced_memory()[1] < 50 * 2**20
     finally:
@@ -240,27 +242,28 @@ def test_max_values_caps_and_overrides(tmp_path):
 def test_cinc2017_timestamp_header_is_repaired(tmp_path):
     import wfdb
 
-    val = write_cinc_mat_record(tmp_path, rid="A00001", n_sig=1, n=900, fs=300, record_line="A00001 1 300 900 2014-05-08 05:05:15")
+    val = write_cinc_mat_record(tmp_path, rid="A00001", n_sig=1, n=900, fs=300, record_line=CINC2017_RECORD_LINE)
     with pytest.raises(ValueError, match="unconverted data remains"):
         wfdb.rdheader(str(tmp_path / "A00001"))  # the upstream bug this works around
     leftovers = set(Path(tempfile.gettempdir()).glob("tac-ecg-wfdb-*"))
     header = read_wfdb_header(tmp_path / "A00001.hea")
     assert (header.record_name, header.n_sig, header.fs, header.sig_len) == ("A00001", 1, 300, 900)
     record = read_record(tmp_path / "A00001.hea", lead_names=("I",))
-    assert record.lead_names == ("I",) and record.sampling_rate == 300 and record.meta["header_info"]["Dx"] == "AF,RBBB"
+    assert record.lead_names == ("I",) and record.sampling_rate == 300
+    assert record.meta["header_info"]["Dx"] == "AF,RBBB"
     np.testing.assert_allclose(record.signal, val / 1000.0, atol=1e-6)
     assert set(Path(tempfile.gettempdir()).glob("tac-ecg-wfdb-*")) == leftovers  # the repaired copies are removed
 
 
 def test_georgia_record_name_with_extension_is_repaired(tmp_path):
-    val = write_cinc_mat_record(tmp_path, rid="E00001", n_sig=12, record_line="E00001.mat 12 500 1000 05-May-2020 14:50:55")
+    val = write_cinc_mat_record(tmp_path, rid="E00001", record_line="E00001.mat 12 500 1000 05-May-2020 14:50:55")
     record = read_record(tmp_path / "E00001.hea")
     assert record.record_id == "E00001"
     np.testing.assert_allclose(record.signal, val / 1000.0, atol=1e-6)
 
 
 def test_repair_does_not_hide_other_header_errors(tmp_path):
-    write_cinc_mat_record(tmp_path, rid="A00001", n_sig=1, n=900, fs=300, record_line="A00001 1 300 900 2014-05-08 05:05:15")
+    write_cinc_mat_record(tmp_path, rid="A00001", n_sig=1, n=900, fs=300, record_line=CINC2017_RECORD_LINE)
     hea = tmp_path / "A00001.hea"
     hea.write_text(hea.read_text().replace("16+24", "sixteen"))
     with pytest.raises(ECGFileError, match=r"A00001\.hea is not a valid WFDB header .*signal line"):
@@ -275,7 +278,8 @@ def test_repair_does_not_hide_other_header_errors(tmp_path):
 def _independent(hea_path, header_text: str) -> np.ndarray:
     """(val - baseline) / gain from scipy.io.loadmat and the header's gain fields."""
     val = scipy.io.loadmat(hea_path.with_suffix(".mat"))["val"].astype(np.float64)
-    fields = [re.match(r"([-\d.]+)(?:\((-?\d+)\))?", line.split()[2]) for line in header_text.splitlines()[1:] if line.strip() and not line.startswith("#")]
+    signal_lines = [line for line in header_text.splitlines()[1:] if line.strip() and not line.startswith("#")]
+    fields = [re.match(r"([-\d.]+)(?:\((-?\d+)\))?", line.split()[2]) for line in signal_lines]
     gains = np.array([float(m.group(1)) for m in fields])[:, None]
     baselines = np.array([float(m.group(2) or 0) for m in fields])[:, None]
     return ((val - baselines) / gains).astype(np.float32)
@@ -292,8 +296,10 @@ def test_real_cpsc2018_records_equal_scipy_and_wfdb(cpsc2018_dir):
         np.testing.assert_array_equal(record.signal, _independent(hea, hea.read_text()))
     first = read_record(cpsc2018_dir / "A0001.hea")
     # header line 'A0001.mat 16+24 1000/mV 16 0 28 ...': first sample 28 ADC units -> 0.028 mV
-    np.testing.assert_allclose(first.signal[:, 0], [0.028, 0.007, -0.021, -0.017, 0.024, -0.007, -0.29, -0.204, -0.096, -0.112, -0.596, -0.016], atol=1e-6)
-    np.testing.assert_array_equal(first.signal, wfdb.rdrecord(str(cpsc2018_dir / "A0001")).p_signal.T.astype(np.float32))
+    first_samples = [0.028, 0.007, -0.021, -0.017, 0.024, -0.007, -0.29, -0.204, -0.096, -0.112, -0.596, -0.016]
+    np.testing.assert_allclose(first.signal[:, 0], first_samples, atol=1e-6)
+    expected = wfdb.rdrecord(str(cpsc2018_dir / "A0001")).p_signal.T.astype(np.float32)
+    np.testing.assert_array_equal(first.signal, expected)
 
 
 def test_real_cinc2017_records_equal_scipy(cinc2017_dir):

@@ -115,9 +115,11 @@ def _check_vocabulary(vocabulary: str) -> None:
 def _lookup(vocabulary: str, code: str) -> LabelMapping | None:
     index = _index()
     row = index.get((vocabulary, code))
-    if row is None and vocabulary in _PREFIX_VOCABULARIES:
-        head = re.split(r"[:,]", code, maxsplit=1)[0].strip()
-        row = index.get((vocabulary, head))
+    if row is None and vocabulary in _PREFIX_VOCABULARIES:  # the longest head followed by ':' or ','
+        for match in reversed(list(re.finditer(r"[:,]", code))):
+            row = index.get((vocabulary, code[: match.start()].strip()))
+            if row is not None:
+                break
     return row
 
 

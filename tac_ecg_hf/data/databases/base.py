@@ -65,8 +65,8 @@ def relative_path(root: Path, value: object, what: str, dataset: str, record_id:
     """``root / value`` for a relative path from an index file (no absolute paths, no ``..``)."""
     if not isinstance(value, str) or not value or os.path.isabs(value) or ".." in Path(value).parts or "\x00" in value:
         raise ECGFileError(
-            f"{dataset} record {record_id}: {what} {str(value)[:80]!r} in the index file is not a relative path inside "
-            f"{root}."
+            f"{dataset} record {record_id}: {what} {str(value)[:80]!r} in the index file is not a relative path "
+            f"inside {root}."
         )
     return root / value
 
@@ -118,7 +118,7 @@ class ECGDatabase:
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise ECGFileNotFoundError(f"{self.title} data directory {self.root} does not exist or is not a directory.")
+            raise ECGFileNotFoundError(f"{self.title} data directory {self.root} does not exist or is no directory.")
         self.on_error = check_on_error(on_error)
         assign_split("", split_fractions, split_seed)  # validates the settings
         self.split_fractions, self.split_seed = tuple(split_fractions), split_seed
@@ -218,15 +218,22 @@ class ECGDatabase:
 
     # -- labels and text ------------------------------------------------------------------------------------------
 
-    def label_codes(self, record: ECGRecord) -> list[tuple[str, tuple[str, ...]]]:
-        """``[(vocabulary, codes), ...]`` of a record's labels; by default ``record.labels`` in :attr:`vocabulary`."""
-        return self._by_vocabulary(record.labels)
+    def labels_of(self, record_id: str) -> tuple[str, ...]:
+        """The source labels of a record from the index files or its header, without reading the signal."""
+        return self.load(record_id).labels
+
+    def label_codes(self, record: ECGRecord | str) -> list[tuple[str, tuple[str, ...]]]:
+        """``[(vocabulary, codes), ...]`` of a record (or record id); by default its labels in :attr:`vocabulary`."""
+        return self._by_vocabulary(record.labels if isinstance(record, ECGRecord) else self.labels_of(str(record)))
 
     def _by_vocabulary(self, codes: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
         return [(self.vocabulary, tuple(codes))] if self.vocabulary and codes else []
 
-    def task_labels(self, record: ECGRecord, task: str) -> tuple[str, ...] | None:
-        """The record's classes for ``task`` (:func:`~tac_ecg_hf.data.labels.map_labels`), None when it has none."""
+    def task_labels(self, record: ECGRecord | str, task: str) -> tuple[str, ...] | None:
+        """The classes of a record (or, without reading its signal, a record id) for ``task``, None when it has none.
+
+        The source labels are mapped by :func:`~tac_ecg_hf.data.labels.map_labels` (the table ``label_map.csv``).
+        """
         return combine_labels(self.label_codes(record), task)
 
     def text(self, record: ECGRecord) -> str | None:

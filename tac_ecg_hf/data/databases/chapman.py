@@ -83,7 +83,8 @@ class Chapman(ECGDatabase):
             if rid in rows:
                 raise ECGFileError(f"Chapman: {path} lists FileName {rid!r} twice.")
             rows[rid] = row
-        unmapped = Counter(r for r in (str(row["Rhythm"]).strip() for row in rows.values()) if map_labels(self.vocabulary, [r], "chapman") is None)
+        rhythms = (str(row["Rhythm"]).strip() for row in rows.values())
+        unmapped = Counter(r for r in rhythms if map_labels(self.vocabulary, [r], "chapman") is None)
         if unmapped:
             logger.warning(
                 "Chapman: %d records have rhythms outside the four chapman groups (no chapman label): %s",
@@ -94,6 +95,9 @@ class Chapman(ECGDatabase):
 
     def _list_records(self) -> list[str]:
         return list(self.diagnostics)
+
+    def labels_of(self, record_id: str) -> tuple[str, ...]:
+        return (str(self.diagnostics[record_id]["Rhythm"]).strip(),)
 
     def _load(self, record_id: str) -> ECGRecord:
         row = self.diagnostics[record_id]

@@ -64,7 +64,8 @@ class CinC2017(ECGDatabase):
                 if line_no == 1 and rid.lower() in ("record", "recording", "name", "id"):
                     continue  # header row
                 raise ECGFileError(
-                    f"CinC2017: {path}, line {line_no}: label {label!r} of record {rid!r} is not one of {list(_LABELS)}."
+                    f"CinC2017: {path}, line {line_no}: label {label!r} of record {rid!r} is not one of "
+                    f"{list(_LABELS)}."
                 )
             if labels.get(rid, label) != label:
                 raise ECGFileError(
@@ -76,6 +77,9 @@ class CinC2017(ECGDatabase):
 
     def _list_records(self) -> list[str]:
         return sorted(self.reference)
+
+    def labels_of(self, record_id: str) -> tuple[str, ...]:
+        return (self.reference[record_id],)
 
     def _load(self, record_id: str) -> ECGRecord:
         hea, mat = (plain_file(self.root, record_id, ext, self.title) for ext in (".hea", ".mat"))

@@ -9,7 +9,7 @@ from typing import Sequence
 
 from ...tasks import TASKS
 from ..errors import ECGFileError, ECGFileNotFoundError
-from ..io import read_record
+from ..io import header_info, read_record, read_wfdb_header
 from ..record import ECGRecord
 from .base import ECGDatabase, combine_labels, plain_file
 
@@ -97,8 +97,17 @@ class CPSC2018(ECGDatabase):
         return ids
 
     def _by_vocabulary(self, codes):
-        groups = [("cpsc2018", tuple(c for c in codes if not c.isdigit())), ("snomed", tuple(c for c in codes if c.isdigit()))]
+        """Abbreviations in the ``cpsc2018`` vocabulary, numeric codes in ``snomed``."""
+        abbreviations, snomed = tuple(c for c in codes if not c.isdigit()), tuple(c for c in codes if c.isdigit())
+        groups = (("cpsc2018", abbreviations), ("snomed", snomed))
         return [(vocabulary, group) for vocabulary, group in groups if group]
+
+    def labels_of(self, record_id: str) -> tuple[str, ...]:
+        if self.reference is not None:
+            return self.reference[record_id]
+        header = read_wfdb_header(plain_file(self.root, record_id, ".hea", self.title))
+        dx = header_info(header.comments or ()).get("Dx")
+        return _dx_codes(dx) if dx is not None else ()
 
     def _load(self, record_id: str) -> ECGRecord:
         hea = plain_file(self.root, record_id, ".hea", self.title)
@@ -107,7 +116,9 @@ class CPSC2018(ECGDatabase):
         else:
             mat = hea.with_suffix(".mat")
             if not mat.is_file():
-                raise ECGFileNotFoundError(f"CPSC2018 record {record_id!r}: neither {hea.name} nor {mat.name} exists in {self.root}.")
+                raise ECGFileNotFoundError(
+                    f"CPSC2018 record {record_id!r}: neither {hea.name} nor {mat.name} exists in {self.root}."
+                )
             record = read_record(mat)
         info = record.meta.get("header_info", {})
         dx = info.get("Dx")

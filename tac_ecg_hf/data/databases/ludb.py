@@ -7,7 +7,7 @@ import os
 from typing import Sequence
 
 from ..errors import ECGFileError, ECGFileNotFoundError
-from ..io import read_record
+from ..io import read_record, read_wfdb_header
 from ..record import ECGRecord
 from .base import ECGDatabase, plain_file
 
@@ -66,6 +66,10 @@ class LUDB(ECGDatabase):
         if not ids:
             raise ECGFileNotFoundError(f"LUDB: {self.root} holds no RECORDS file and no data/*.hea headers.")
         return sorted(dict.fromkeys(ids), key=lambda rid: (not rid.isdigit(), int(rid) if rid.isdigit() else 0, rid))
+
+    def labels_of(self, record_id: str) -> tuple[str, ...]:
+        header = read_wfdb_header(plain_file(self.data_dir, record_id, ".hea", self.title))
+        return diagnosis_statements(header.comments or ())
 
     def _load(self, record_id: str) -> ECGRecord:
         record = read_record(plain_file(self.data_dir, record_id, ".hea", self.title))

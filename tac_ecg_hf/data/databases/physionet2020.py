@@ -1,4 +1,4 @@
-"""PhysioNet/CinC Challenge 2020/2021 format: ``.hea`` + ``.mat`` (key ``val``) records labelled with SNOMED CT codes."""
+"""PhysioNet/CinC Challenge 2020/2021 format: ``.hea`` + ``.mat`` (key ``val``) records with SNOMED CT labels."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import ECGFileError, ECGFileNotFoundError
-from ..io import read_record
+from ..io import header_info, read_record, read_wfdb_header
 from ..record import ECGRecord
 from .base import ECGDatabase
+from .cpsc2018 import _dx_codes
 from .ptbxl import PTBXL
 
 __all__ = ["PhysioNet2020", "CHALLENGE_SOURCES"]
@@ -95,7 +96,7 @@ class PhysioNet2020(ECGDatabase):
     def _load(self, record_id: str) -> ECGRecord:
         record = read_record(self._paths[record_id])
         info = record.meta.get("header_info", {})
-        dx = tuple(dict.fromkeys(c.strip() for c in info.get("Dx", "").split(",") if c.strip()))
+        dx = _dx_codes(info.get("Dx", ""))
         record.labels = dx
         record.meta.update(source=challenge_source(record_id), dx=dx, age=info.get("Age"), sex=info.get("Sex"))
         ecg_id = self.ptbxl_id(record_id)
@@ -105,9 +106,15 @@ class PhysioNet2020(ECGDatabase):
             record.meta.update(meta)
         return record
 
-    def label_codes(self, record: ECGRecord) -> list[tuple[str, tuple[str, ...]]]:
-        vocabulary = "ptbxl_scp" if "scp_codes" in record.meta else "snomed"
-        return [(vocabulary, tuple(record.labels))] if record.labels else []
+    def label_codes(self, record: ECGRecord | str) -> list[tuple[str, tuple[str, ...]]]:
+        if isinstance(record, ECGRecord):
+            vocabulary, codes = "ptbxl_scp" if "scp_codes" in record.meta else "snomed", record.labels
+        elif (ecg_id := self.ptbxl_id(str(record))) is not None:
+            vocabulary, codes = "ptbxl_scp", tuple(self.ptbxl.scp_codes(ecg_id))
+        else:
+            comments = read_wfdb_header(self._paths[str(record)]).comments or ()
+            vocabulary, codes = "snomed", _dx_codes(header_info(comments).get("Dx", ""))
+        return [(vocabulary, tuple(codes))] if codes else []
 
     def text(self, record: ECGRecord) -> str | None:
         """PTB-XL's text for ``HR`` records given ``ptbxl_root``, else the SNOMED descriptions of the ``#Dx`` codes."""

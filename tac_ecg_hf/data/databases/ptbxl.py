@@ -136,7 +136,9 @@ class PTBXL(ECGDatabase):
     ) -> None:
         super().__init__(root, on_error=on_error)
         if sampling_rate not in (100, 500):
-            raise ValueError(f"PTB-XL sampling_rate must be 100 or 500 (records100/records500), got {sampling_rate!r}.")
+            raise ValueError(
+                f"PTB-XL sampling_rate must be 100 or 500 (records100/ or records500/), got {sampling_rate!r}."
+            )
         if text_source not in TEXT_SOURCES:
             raise ValueError(f"text_source must be one of {TEXT_SOURCES}, got {text_source!r}.")
         self.sampling_rate, self.array_units, self.text_source = sampling_rate, array_units, text_source
@@ -191,8 +193,12 @@ class PTBXL(ECGDatabase):
         """The record's SCP codes (code -> likelihood), from the database alone."""
         return _parse_scp_codes(self._row(record_id)["scp_codes"], record_id)
 
+    def labels_of(self, record_id: str) -> tuple[str, ...]:
+        return tuple(self.scp_codes(record_id))
+
     def fold_of(self, record_id: str) -> int:
         value = self._row(record_id)["strat_fold"]
+        value = value.item() if isinstance(value, np.generic) else value
         try:
             fold = int(float(value))
         except (TypeError, ValueError, OverflowError):
@@ -264,10 +270,11 @@ class PTBXL(ECGDatabase):
         except Exception as exc:  # numpy raises ValueError, zipfile.BadZipFile, AttributeError ... on bad files
             raise ECGFileError(f"{path} is not a readable .npz archive ({type(exc).__name__}: {exc}).") from exc
         n_leads = len(STANDARD_LEADS)
-        if X.ndim != 3 or n_leads not in X.shape[1:] or ids.ndim != 1 or X.shape[0] != ids.shape[0] or ids.dtype.kind not in "iu":
+        shape_ok = X.ndim == 3 and n_leads in X.shape[1:] and ids.ndim == 1 and X.shape[0] == ids.shape[0]
+        if not shape_ok or ids.dtype.kind not in "iu":
             raise ECGFileError(
-                f"{path}: expected X of shape (N, T, 12) or (N, 12, T) and integer ecg_id of shape (N,), got X {X.shape} "
-                f"and ecg_id {ids.shape} {ids.dtype}."
+                f"{path}: expected X of shape (N, T, 12) or (N, 12, T) and integer ecg_id of shape (N,), got X "
+                f"{X.shape} and ecg_id {ids.shape} {ids.dtype}."
             )
         row_of = {int(i): r for r, i in enumerate(ids)}
         if len(row_of) != len(ids):
@@ -298,7 +305,8 @@ class PTBXL(ECGDatabase):
             time_first = X.shape[2] == len(STANDARD_LEADS)
             meta.update(source_path=os.fspath(path), bandpassed=ARRAY_BANDPASS)
             fs = X.shape[1 if time_first else 2] / 10.0  # PTB-XL records are 10 s long
-            return ECGRecord(x.T if time_first else x, fs, STANDARD_LEADS, record_id, labels, meta, units=self.array_units)
+            signal = x.T if time_first else x
+            return ECGRecord(signal, fs, STANDARD_LEADS, record_id, labels, meta, units=self.array_units)
         column = "filename_lr" if self.sampling_rate == 100 else "filename_hr"
         path = relative_path(self.root, self._row(record_id)[column], column, "PTB-XL", record_id)
         record = read_record(path.parent / f"{path.name}.hea")
