@@ -81,6 +81,9 @@ class MIMICIVECG(ECGDatabase):
             reports[study_id] = " ".join(f"{p.rstrip('.')}." for p in parts)
         return reports
 
+    def labels_of(self, record_id: str) -> tuple[str, ...]:
+        return ()  # MIMIC-IV-ECG has no diagnostic labels, only machine reports
+
     def _list_records(self) -> list[str]:
         return list(self.record_list.index)
 

@@ -16,6 +16,7 @@ import numpy as np
 from ...tasks import STANDARD_LEADS
 from ..errors import ECGFileError, ECGFileNotFoundError, ECGInputError, ECGQualityWarning
 from ..io import read_record
+from ..labels import map_labels
 from ..record import ECGRecord
 from .base import ECGDatabase, relative_path
 
@@ -230,9 +231,8 @@ class PTBXL(ECGDatabase):
             "sex": _optional(row.get("sex"), int),
         }
 
-    def _superclasses(self, codes) -> tuple[str, ...]:
-        from ..labels import map_labels
-
+    @staticmethod
+    def _superclasses(codes) -> tuple[str, ...]:
         return map_labels("ptbxl_scp", codes, "ptbxl-super") or ()
 
     # -- signals --------------------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ _SIDECAR_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
 
 
 def load_sidecar(path: Path) -> dict[str, Any]:
+    """The validated settings of ``<stem>.json`` beside ``path`` (``{}`` without one); None values are dropped."""
     sidecar = path.with_suffix(".json")
     if not sidecar.is_file():
         return {}
@@ -149,6 +150,7 @@ def array_record(path: Path, array: np.ndarray, names, fs, record_id, gain, base
 
 
 def load_npy(path: Path, max_values: int) -> np.ndarray:
+    """A numeric ``.npy`` array, its shape checked against ``max_values`` from the header before it is read."""
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)  # reads the header only
     except FileNotFoundError:
@@ -231,14 +233,17 @@ def _is_float(text: str) -> bool:
         return False
 
 
+def _is_signal_column(name: str) -> bool:
+    key = re.sub(r"\s*[(\[].*$", "", name.lower())  # 'Time (s)' -> 'time'
+    return key not in _TIME_COLUMNS and not key.startswith("unnamed")
+
+
 def read_csv(path: Path, lead_names, sampling_rate, units, gain, baseline, record_id, max_values) -> ECGRecord:
+    """A CSV with one column per lead (a header row of lead names; time/index columns are left out)."""
     data, header = _read_csv_table(path, max_values)
     names_from_file = None
     if header is not None:
-        keep = [
-            i for i, name in enumerate(header)
-            if (key := re.sub(r"\s*[(\[].*$", "", name.lower())) not in _TIME_COLUMNS and not key.startswith("unnamed")
-        ]
+        keep = [i for i, name in enumerate(header) if _is_signal_column(name)]
         names_from_file, data = [header[i] for i in keep], data[:, keep]
     if data.shape[1] == 0:
         raise ECGFileError(f"{path} has no signal columns (only time/index columns).")
