@@ -1,5 +1,6 @@
-"""Hypothesis fuzzing of the metadata-driven readers (PTB-XL database/statements, Chapman diagnostics and signal
-CSVs): whatever the files hold, the readers yield records or raise ECGInputError, never another exception."""
+"""Hypothesis fuzzing of the metadata-driven database readers (PTB-XL database/statements, Chapman diagnostics and
+signal CSVs, MIMIC-IV-ECG record list): whatever the files hold, the readers yield records or raise ECGInputError,
+never another exception."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tac_ecg_hf.data import ECGInputError, read_chapman, read_ptbxl
+from tac_ecg_hf.data import MIMICIVECG, PTBXL, Chapman, ECGInputError
 from tac_ecg_hf.tasks import STANDARD_LEADS
 
 FUZZ = settings(
@@ -20,8 +21,13 @@ FUZZ = settings(
 )
 
 DB_HEADER = "ecg_id,patient_id,report,scp_codes,strat_fold,filename_lr,filename_hr\n"
-GOOD_ROW = '1,15709.0,sinus rhythm,"{\'NORM\': 100.0, \'SR\': 0.0}",3,records100/00000/00001_lr,records500/00000/00001_hr\n'
-STATEMENTS = ",description,diagnostic,form,rhythm,diagnostic_class\nNORM,normal ECG,1.0,,,NORM\nSR,sinus rhythm,,,1.0,\n"
+GOOD_ROW = (
+    '1,15709.0,sinus rhythm,"{\'NORM\': 100.0, \'SR\': 0.0}",3,records100/00000/00001_lr,records500/00000/00001_hr\n'
+)
+STATEMENTS = (
+    ",description,diagnostic,form,rhythm,diagnostic_class\nNORM,normal ECG,1.0,,,NORM\nSR,sinus rhythm,,,1.0,\n"
+)
+TASKS = ("ptbxl-super", "cpsc2018", "chapman", "cinc2017")
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +44,20 @@ def _ptbxl_dir(root, database: bytes, statements: bytes):
     return d
 
 
-def _consume(iterator_factory):
+def _consume(make_db):
+    """Every record, its task labels and its text; an ECGInputError anywhere ends the run."""
     try:
-        records = list(iterator_factory())
+        db = make_db()
+        for split in (None, "train", "validation", "test"):
+            db.record_ids(split)
+        records = list(db.records())
+        for record in records:
+            assert record.signal.ndim == 2 and np.isfinite(record.sampling_rate)
+            for task in TASKS:
+                assert db.task_labels(record, task) is None or isinstance(db.task_labels(record, task), tuple)
+            db.text(record)
     except ECGInputError:
         return []
-    for record in records:
-        assert record.signal.ndim == 2 and np.isfinite(record.sampling_rate)
     return records
 
 
@@ -53,25 +66,27 @@ def _consume(iterator_factory):
 def test_fuzz_ptbxl_database_bytes(root, data, keep_header):
     database = (DB_HEADER.encode() if keep_header else b"") + data
     d = _ptbxl_dir(root, database, STATEMENTS.encode())
-    _consume(lambda: read_ptbxl(d, array_file=str(d / "arrays.npz")))
+    _consume(lambda: PTBXL(d, array_file=str(d / "arrays.npz")))
 
 
 @FUZZ
 @given(
-    scp=st.one_of(st.text(max_size=40), st.sampled_from(["{'NORM': 100.0}", "{'NORM': 'x'}", "[1,2]", "{", "None", "{'ZZZ': 1}"])),
+    scp=st.one_of(
+        st.text(max_size=40), st.sampled_from(["{'NORM': 100.0}", "{'NORM': 'x'}", "[1,2]", "{", "None", "{'ZZZ': 1}"])
+    ),
     fold=st.one_of(st.integers(-3, 14).map(str), st.text(max_size=4)),
 )
 def test_fuzz_ptbxl_fields(root, scp, fold):
     row = f'1,1.0,report,"{scp.replace(chr(34), "")}",{fold.replace(",", "")},records100/00000/00001_lr,x\n'
     d = _ptbxl_dir(root, (DB_HEADER + row).encode(), STATEMENTS.encode())
-    _consume(lambda: read_ptbxl(d, array_file=str(d / "arrays.npz")))
+    _consume(lambda: PTBXL(d, array_file=str(d / "arrays.npz"), text_source="both"))
 
 
 @FUZZ
 @given(statements=st.binary(max_size=300))
 def test_fuzz_ptbxl_statements_bytes(root, statements):
     d = _ptbxl_dir(root, (DB_HEADER + GOOD_ROW).encode(), statements)
-    _consume(lambda: read_ptbxl(d, array_file=str(d / "arrays.npz")))
+    _consume(lambda: PTBXL(d, array_file=str(d / "arrays.npz"), text_source="scp"))
 
 
 @FUZZ
@@ -79,8 +94,10 @@ def test_fuzz_ptbxl_statements_bytes(root, statements):
     diagnostics=st.binary(max_size=300),
     signal=st.one_of(
         st.binary(max_size=300),
-        st.lists(st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.just("x")), min_size=0, max_size=13),
-                 max_size=30).map(lambda rows: "\n".join([",".join(STANDARD_LEADS)] + [",".join(map(str, r)) for r in rows]).encode()),
+        st.lists(
+            st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.just("x")), max_size=13),
+            max_size=30,
+        ).map(lambda rows: "\n".join([",".join(STANDARD_LEADS)] + [",".join(map(str, r)) for r in rows]).encode()),
     ),
 )
 def test_fuzz_chapman_diagnostics_and_signal(root, diagnostics, signal):
@@ -88,4 +105,14 @@ def test_fuzz_chapman_diagnostics_and_signal(root, diagnostics, signal):
     (d / "ECGData").mkdir(parents=True, exist_ok=True)
     (d / "Diagnostics.csv").write_bytes(b"FileName,Rhythm,Beat\nMUSE_1,SR,NONE\n" + diagnostics)
     (d / "ECGData" / "MUSE_1.csv").write_bytes(signal)
-    _consume(lambda: read_chapman(d))
+    _consume(lambda: Chapman(d))
+
+
+@FUZZ
+@given(data=st.binary(max_size=300), keep_header=st.booleans())
+def test_fuzz_mimic_record_list(root, data, keep_header):
+    d = root / "mimic"
+    d.mkdir(exist_ok=True)
+    header = b"subject_id,study_id,file_name,ecg_time,path\n" if keep_header else b""
+    (d / "record_list.csv").write_bytes(header + data)
+    _consume(lambda: MIMICIVECG(d))

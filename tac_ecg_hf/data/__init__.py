@@ -1,7 +1,8 @@
-"""ECG data layer: records, preprocessing, safe readers, `datasets` builders and CETP pairs.
+"""ECG data layer: records, file readers (``io``), database readers (``databases``), one label space (``labels``),
+preprocessing, `datasets` builders and CETP pairs.
 
 Imports are lazy: ``import tac_ecg_hf.data`` loads nothing heavy; ``datasets`` is imported only when a
-builder is used, scipy/pandas only when a reader or the resampler needs them.
+builder is used, wfdb/scipy/pandas only when a reader or the resampler needs them.
 """
 
 from __future__ import annotations
@@ -28,23 +29,32 @@ _EXPORTS: dict[str, str] = {
     "normalize_per_lead": "preprocessing",
     "crop_or_pad": "preprocessing",
     "ECGPreprocessor": "preprocessing",
-    # readers
-    "WFDBHeader": "readers",
-    "WFDBSignalSpec": "readers",
-    "read_wfdb_header": "readers",
-    "read_record": "readers",
-    "assign_split": "readers",
-    "PTBXL_SPLIT_FOLDS": "readers",
-    "load_ptbxl_metadata": "readers",
-    "ptbxl_superclass_labels": "readers",
-    "ptbxl_split": "readers",
-    "read_ptbxl": "readers",
-    "parse_cpsc2018_labels": "readers",
-    "read_cpsc2018": "readers",
-    "read_cinc2017": "readers",
-    "CHAPMAN_RHYTHM_GROUPS": "readers",
-    "chapman_rhythm_group": "readers",
-    "read_chapman": "readers",
+    # file formats
+    "MAX_SIGNAL_VALUES": "io",
+    "read_record": "io",
+    "read_wfdb": "io",
+    "read_wfdb_header": "io",
+    "header_info": "io",
+    # database readers
+    "ECGDatabase": "databases",
+    "DATABASES": "databases",
+    "get_database": "databases",
+    "SPLITS": "databases",
+    "assign_split": "databases",
+    "PTBXL": "databases",
+    "PTBXL_SPLIT_FOLDS": "databases",
+    "ptbxl_split": "databases",
+    "CPSC2018": "databases",
+    "CinC2017": "databases",
+    "Chapman": "databases",
+    "LUDB": "databases",
+    "PhysioNet2020": "databases",
+    "MIMICIVECG": "databases",
+    # one label space across sources
+    "VOCABULARIES": "labels",
+    "map_labels": "labels",
+    "label_table": "labels",
+    "describe_codes": "labels",
     # CETP pairs
     "scp_codes_to_text": "cetp_pairs",
     "record_text": "cetp_pairs",
@@ -83,14 +93,15 @@ if TYPE_CHECKING:  # pragma: no cover - for static analysers only
         get_builder, load_cetp_pairs, load_ecg_dataset,
     )
     from .cetp_pairs import iter_cetp_pairs, record_text, scp_codes_to_text
+    from .databases import (
+        CPSC2018, DATABASES, LUDB, MIMICIVECG, PTBXL, PTBXL_SPLIT_FOLDS, SPLITS, Chapman, CinC2017, ECGDatabase,
+        PhysioNet2020, assign_split, get_database, ptbxl_split,
+    )
     from .errors import ECGFileError, ECGFileNotFoundError, ECGInputError, ECGQualityWarning, ECGResamplingWarning
+    from .io import MAX_SIGNAL_VALUES, header_info, read_record, read_wfdb, read_wfdb_header
+    from .labels import VOCABULARIES, describe_codes, label_table, map_labels
     from .preprocessing import (
         ECGPreprocessor, SignalQuality, canonical_lead_name, check_signal, crop_or_pad, normalize_per_lead,
         reorder_leads, resample,
-    )
-    from .readers import (
-        CHAPMAN_RHYTHM_GROUPS, PTBXL_SPLIT_FOLDS, WFDBHeader, WFDBSignalSpec, assign_split, chapman_rhythm_group,
-        load_ptbxl_metadata, parse_cpsc2018_labels, ptbxl_split, ptbxl_superclass_labels, read_chapman,
-        read_cinc2017, read_cpsc2018, read_ptbxl, read_record, read_wfdb_header,
     )
     from .record import ECGRecord, encode_labels

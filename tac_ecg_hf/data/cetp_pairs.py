@@ -1,19 +1,22 @@
-"""ECG-text pairs for CETP (contrastive ECG-text pre-training) from PTB-XL.
+"""ECG-text pairs for CETP (contrastive ECG-text pre-training) from any database reader.
 
-The text of a record is its free-text ``report`` (mostly German, some English/Swedish), text composed
-from the English SCP-ECG statement descriptions of its ``scp_codes`` (``"sinus rhythm. normal ECG."``),
-or both.
+The text of a record is :meth:`ECGDatabase.text <tac_ecg_hf.data.databases.ECGDatabase.text>`: for PTB-XL its
+free-text ``report`` (mostly German), text composed from the English SCP-ECG statement descriptions of its
+``scp_codes`` (``"sinus rhythm. normal ECG."``) or both; LUDB's English diagnosis statements; the SNOMED CT
+descriptions of PhysioNet 2020 ``#Dx`` codes; CinC 2017 / CPSC2018 labels as English ("atrial fibrillation.");
+MIMIC-IV-ECG's machine reports.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from .databases.base import ECGDatabase
+from .databases.ptbxl import PTBXL, TEXT_SOURCES, scp_codes_to_text, statement_table
 from .errors import ECGInputError
 from .preprocessing import ECGPreprocessor
 from .record import ECGRecord
@@ -22,78 +25,26 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["TEXT_SOURCES", "scp_codes_to_text", "record_text", "iter_cetp_pairs"]
 
-TEXT_SOURCES = ("report", "scp", "both")
-
-
-def _statement_table(statements: Any) -> dict[str, tuple[str, int]]:
-    """code -> (description, rank) with rank 0 rhythm, 1 diagnostic, 2 form/other."""
-    table: dict[str, tuple[str, int]] = {}
-    for code, row in statements.iterrows():
-        description = row.get("description")
-        if not isinstance(description, str) or not description.strip():
-            continue
-        if row.get("rhythm") == 1:
-            rank = 0
-        elif row.get("diagnostic") == 1:
-            rank = 1
-        else:
-            rank = 2
-        table[str(code)] = (description.strip(), rank)
-    return table
-
-
-def scp_codes_to_text(
-    scp_codes: Mapping[str, float],
-    statements: Any,
-    *,
-    min_likelihood: float = 0.0,
-    qualify: bool = False,
-) -> str:
-    """Compose English text from a record's SCP codes, e.g. ``{'NORM': 100, 'SR': 0}`` -> ``"sinus rhythm. normal ECG."``.
-
-    ``statements`` is the ``scp_statements.csv`` DataFrame (index = code, columns ``description``,
-    ``diagnostic``, ``rhythm``) or a precomputed mapping ``code -> (description, rank)``. Rhythm
-    statements come first, then diagnostic, then form statements, each group by decreasing likelihood.
-    Codes below ``min_likelihood`` or unknown to ``statements`` are left out (PTB-XL uses likelihood 0
-    for "not stated", notably for rhythm codes, so the default keeps them). With ``qualify=True``,
-    likelihoods strictly between 0 and 50 are prefixed "possible", 50 to 99 "probable".
-    """
-    table = statements if isinstance(statements, Mapping) else _statement_table(statements)
-    items = []
-    for order, (code, likelihood) in enumerate(scp_codes.items()):
-        likelihood = float(likelihood)
-        if code not in table or (not math.isnan(likelihood) and likelihood < min_likelihood):
-            continue
-        description, rank = table[code]
-        items.append((rank, -likelihood if not math.isnan(likelihood) else 0.0, order, description, likelihood))
-    parts = []
-    for _, _, _, description, likelihood in sorted(items):
-        if qualify and 0 < likelihood < 50:
-            description = f"possible {description}"
-        elif qualify and 50 <= likelihood < 100:
-            description = f"probable {description}"
-        if description not in parts:
-            parts.append(description)
-    return " ".join(f"{p.rstrip('.')}." for p in parts)
+# kept for tac_ecg_hf.data.builders, which imports it under this name
+_statement_table = statement_table
 
 
 def record_text(record: ECGRecord, statements: Any, text_source: str = "report", **scp_kwargs: Any) -> str:
-    """The CETP text of a PTB-XL record read by :func:`~tac_ecg_hf.data.readers.read_ptbxl`."""
+    """The CETP text of a PTB-XL record (``""`` when it has none); ``statements`` as for :func:`scp_codes_to_text`."""
     if text_source not in TEXT_SOURCES:
         raise ValueError(f"text_source must be one of {TEXT_SOURCES}, got {text_source!r}.")
     report = record.meta.get("report", "") or ""
     if text_source == "report":
         return report
     scp = scp_codes_to_text(record.meta.get("scp_codes", {}), statements, **scp_kwargs)
-    if text_source == "scp":
-        return scp
-    return " ".join(t for t in (scp, report) if t)
+    return scp if text_source == "scp" else " ".join(t for t in (scp, report) if t)
 
 
 def iter_cetp_pairs(
-    root: str | os.PathLike,
+    source: ECGDatabase | str | os.PathLike,
     text_source: str = "report",
     *,
+    split: str | None = None,
     folds: Iterable[int] | str | None = None,
     sampling_rate: int = 100,
     array_file: str | os.PathLike | None = None,
@@ -102,22 +53,30 @@ def iter_cetp_pairs(
     on_error: str = "raise",
     **scp_kwargs: Any,
 ) -> Iterator[dict[str, Any]]:
-    """Yield ``{"record_id", "input_values" (12, T) float32, "text"}`` for PTB-XL records with non-empty text.
+    """Yield ``{"record_id", "input_values" (12, T) float32, "text"}`` for the records with non-empty text.
 
-    All records are used, with or without a diagnostic superclass. ``preprocessor`` defaults to
-    :class:`ECGPreprocessor` (12 leads, 100 Hz, 1000 samples, z-scored).
+    ``source`` is a database reader (any :class:`~tac_ecg_hf.data.databases.ECGDatabase`) or a PTB-XL root
+    (read as ``PTBXL(source, sampling_rate=, array_file=)``). ``split`` selects a split; ``folds`` (PTB-XL)
+    selects ``strat_fold`` numbers or a split name. ``text_source`` and ``scp_kwargs`` (``qualify``,
+    ``min_likelihood``) apply to PTB-XL texts. All records are used, with or without task labels.
+    ``preprocessor`` defaults to :class:`ECGPreprocessor` (12 leads, 100 Hz, 1000 samples, z-scored).
     """
-    from .readers import load_ptbxl_metadata, read_ptbxl
-
     if text_source not in TEXT_SOURCES:
         raise ValueError(f"text_source must be one of {TEXT_SOURCES}, got {text_source!r}.")
+    if isinstance(source, ECGDatabase):
+        db = source
+    else:
+        db = PTBXL(source, sampling_rate=sampling_rate, array_file=array_file)
+    if isinstance(folds, str):
+        split, folds = folds, None
+    fold_set = {int(f) for f in ([folds] if isinstance(folds, int) else folds)} if folds is not None else None
+    if fold_set is not None and not fold_set <= set(range(1, 11)):
+        raise ValueError(f"PTB-XL folds must be fold numbers in 1..10, got {sorted(fold_set)}.")
     preprocessor = preprocessor or ECGPreprocessor()
-    _, statements = load_ptbxl_metadata(root)
-    table = _statement_table(statements)
-    records = read_ptbxl(root, sampling_rate, array_file, folds, on_error=on_error)
+    ids = [rid for rid in db.record_ids(split) if fold_set is None or db.fold_of(rid) in fold_set]
     count = empty = 0
-    for record in records:
-        text = record_text(record, table, text_source, **scp_kwargs)
+    for record in db.records(record_ids=ids, on_error=on_error):
+        text = db.text(record, text_source, **scp_kwargs) if isinstance(db, PTBXL) else db.text(record)
         if not text:
             empty += 1
             continue
@@ -133,4 +92,4 @@ def iter_cetp_pairs(
         if limit is not None and count >= limit:
             break
     if empty:
-        logger.info("CETP: %d PTB-XL records without %s text were left out", empty, text_source)
+        logger.info("CETP: %d %s records without text were left out", empty, db.title)

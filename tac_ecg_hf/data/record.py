@@ -24,7 +24,8 @@ class ECGRecord:
         sampling_rate: samples per second (Hz).
         lead_names: one name per row of ``signal`` (canonical names such as ``"aVL"`` where known).
         record_id: identifier used in error messages and as the dataset key.
-        labels: task label names (e.g. ``("AF", "RBBB")``); empty when unlabelled.
+        labels: label names: the source's own labels (codes or abbreviations such as ``("AF", "RBBB")``) from
+            the database readers, whose ``task_labels`` maps them to a task's classes; empty when unlabelled.
         meta: free-form metadata (source path, age, sex, report text, SCP codes, split, ...).
         units: physical units of ``signal``.
     """
@@ -42,7 +43,8 @@ class ECGRecord:
         signal = np.asarray(self.signal)
         if signal.dtype.kind not in "fiub":
             raise ECGInputError(
-                f"Record {rid!r}: signal has non-numeric dtype {signal.dtype}; pass a numeric array of shape (leads, samples)."
+                f"Record {rid!r}: signal has non-numeric dtype {signal.dtype}; pass a numeric array of shape "
+                "(leads, samples)."
             )
         if signal.ndim == 1:
             signal = signal[None, :]
