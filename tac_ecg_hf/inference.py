@@ -57,7 +57,7 @@ def available_tasks(model_path: str | os.PathLike) -> list[str]:
 def load_feature_extractor(model_path: str | os.PathLike, task: str | None = None):
     """The feature extractor of a model folder, or of one of its tasks (its own ``preprocessor_config.json`` when it has
     one, else the model's)."""
-    from .models.encoders.feature_extraction_ecg import ECGFeatureExtractor
+    from .data.feature_extraction_ecg import ECGFeatureExtractor
 
     root = Path(model_path)
     for folder in ([root / task] if task else []) + [root]:
@@ -171,10 +171,9 @@ class ECGTaskClassifier:
         Weights are read from safetensors files only: a pickle-only encoder (``pytorch_model.bin``) or adapter
         (``adapter_model.bin``) raises :class:`~tac_ecg_hf.safety.UnsafeCheckpointError` unless ``allow_pickle=True``.
         """
-        from transformers import AutoModelForSequenceClassification
         from transformers.utils import logging as hf_logging
 
-        from .safety import check_adapter_files, check_model_files, load_peft_adapter
+        from .safety import check_adapter_files, check_model_files, load_encoder, load_task_adapter
 
         path = resolve_model(model, revision=revision)
         found = available_tasks(path)
@@ -185,20 +184,18 @@ class ECGTaskClassifier:
                 f"Model {str(model)!r} has no adapter for task(s) {missing or tasks}; it has {found or 'none'}. "
                 "Choose one of those, or train one with examples/finetune.py --method lrc."
             )
-        use_safetensors = check_model_files(path, allow_pickle=allow_pickle)
+        check_model_files(path, allow_pickle=allow_pickle)
         for task in tasks:  # refuse before loading anything
             check_adapter_files(path / task, allow_pickle=allow_pickle)
         extractors = {task: load_feature_extractor(path, task) for task in tasks}
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the encoder checkpoint has no head: the task heads come with the adapters
         try:
-            kwargs = {} if use_safetensors is None else {"use_safetensors": use_safetensors}
-            base = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32, **kwargs)
+            peft_model = load_encoder(path, allow_pickle=allow_pickle)
         finally:
             hf_logging.set_verbosity(verbosity)
-        peft_model = base
         for task in tasks:
-            peft_model = load_peft_adapter(peft_model, path / task, task, allow_pickle=allow_pickle)
+            peft_model = load_task_adapter(peft_model, path / task, task, allow_pickle=allow_pickle)
         return cls(peft_model, path, tasks, extractors)
 
     # -- settings ----------------------------------------------------------------------------------------------------

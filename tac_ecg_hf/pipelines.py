@@ -165,7 +165,7 @@ def _classifier_with_adapters(model, adapter):
     from transformers import AutoModelForSequenceClassification
 
     from .models.encoders import ECGPreTrainedModel
-    from .safety import load_peft_adapter
+    from .safety import load_task_adapter
 
     if isinstance(model, PeftModel):
         tasks = list(model.peft_config)
@@ -197,7 +197,7 @@ def _classifier_with_adapters(model, adapter):
             from .inference import available_tasks
 
             raise ValueError(f"{model.name_or_path} has no adapter {task!r}; it has {available_tasks(folder) or 'none'}.")
-        peft_model = load_peft_adapter(peft_model, folder / task, task)
+        peft_model = load_task_adapter(peft_model, folder / task, task)
     peft_model.set_adapter(adapters[0])
     return peft_model.eval(), {t: load_feature_extractor(folder, t) for t in adapters}, adapters[0]
 

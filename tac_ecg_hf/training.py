@@ -133,7 +133,7 @@ def command_line(script: str, argv=None) -> str:
 def task_feature_extractor(task: str, base_extractor):
     """The feature extractor a task reads its input with: the encoder's, restricted to the task's leads (a single-lead
     task reads lead I of the 12-lead encoder; the other leads stay zero, as the adapter is trained)."""
-    from .models.encoders.feature_extraction_ecg import ECGFeatureExtractor
+    from .data.feature_extraction_ecg import ECGFeatureExtractor
 
     spec = get_task(task)
     settings = {k: v for k, v in base_extractor.to_dict().items() if k != "feature_extractor_type"}
@@ -145,7 +145,7 @@ def task_feature_extractor(task: str, base_extractor):
 def load_base_extractor(base_model: str | None):
     """The feature extractor saved with an encoder (default for training from scratch: 12 leads, 100 Hz, 10 s,
     0.5-40 Hz, like the PTB-XL training arrays)."""
-    from .models.encoders.feature_extraction_ecg import ECGFeatureExtractor
+    from .data.feature_extraction_ecg import ECGFeatureExtractor
 
     if base_model is None:
         return ECGFeatureExtractor()
@@ -540,7 +540,7 @@ def run_pretrain_cetp(cetp_args: CETPArguments, data_args: DataArguments, traini
     from .jsonutil import dump_json
     from .models.cetp import DEFAULT_TEXT_MODEL_ID, CETPModel
     from .models.encoders import ENCODER_FAMILIES, create_encoder_config
-    from .models.encoders.feature_extraction_ecg import ECGFeatureExtractor
+    from .data.feature_extraction_ecg import ECGFeatureExtractor
     from .safety import atomic_save_pretrained
 
     set_seed(training_args.seed)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tac_ecg_hf.data import ECGInputError, ECGRecord
-from tac_ecg_hf.models.encoders.feature_extraction_ecg import STANDARD_LEADS, ECGFeatureExtractor
+from tac_ecg_hf.data.feature_extraction_ecg import STANDARD_LEADS, ECGFeatureExtractor
 
 
 def record(seconds=10.0, fs=500.0, leads=STANDARD_LEADS, seed=0, rid="r"):

@@ -1,5 +1,5 @@
 """ECG data layer: records, file readers (``io``), database readers (``databases``), one label space (``labels``),
-preprocessing, `datasets` builders and CETP pairs.
+the feature extractor, training augmentations and `datasets` builders.
 
 Imports are lazy: ``import tac_ecg_hf.data`` loads nothing heavy; ``datasets`` is imported only when a
 builder is used, wfdb/scipy/pandas only when a reader or the resampler needs them.
@@ -16,19 +16,16 @@ _EXPORTS: dict[str, str] = {
     "ECGFileError": "errors",
     "ECGFileNotFoundError": "errors",
     "ECGQualityWarning": "errors",
-    "ECGResamplingWarning": "errors",
     # record
     "ECGRecord": "record",
     "encode_labels": "record",
-    # preprocessing
-    "canonical_lead_name": "preprocessing",
-    "reorder_leads": "preprocessing",
-    "resample": "preprocessing",
-    "check_signal": "preprocessing",
-    "SignalQuality": "preprocessing",
-    "normalize_per_lead": "preprocessing",
-    "crop_or_pad": "preprocessing",
-    "ECGPreprocessor": "preprocessing",
+    # preprocessing: the feature extractor saved with every model
+    "ECGFeatureExtractor": "feature_extraction_ecg",
+    "PreparedECG": "feature_extraction_ecg",
+    "canonical_lead_name": "feature_extraction_ecg",
+    "STANDARD_LEADS": "feature_extraction_ecg",
+    # training augmentations
+    "ECGAugment": "augment",
     # file formats
     "MAX_SIGNAL_VALUES": "io",
     "read_record": "io",
@@ -55,20 +52,17 @@ _EXPORTS: dict[str, str] = {
     "map_labels": "labels",
     "label_table": "labels",
     "describe_codes": "labels",
-    # CETP pairs
-    "scp_codes_to_text": "cetp_pairs",
-    "record_text": "cetp_pairs",
-    "iter_cetp_pairs": "cetp_pairs",
     # builders (import datasets)
-    "PTBXLBuilder": "builders",
-    "PTBXLCETPBuilder": "builders",
-    "CPSC2018Builder": "builders",
-    "CinC2017Builder": "builders",
-    "ChapmanBuilder": "builders",
     "ECGBuilderConfig": "builders",
-    "get_builder": "builders",
+    "ECGDatasetBuilder": "builders",
+    "ECGTransform": "builders",
+    "TASK_SOURCES": "builders",
+    "CETP_SOURCES": "builders",
+    "decode_signal": "builders",
     "load_ecg_dataset": "builders",
+    "load_task_dataset": "builders",
     "load_cetp_pairs": "builders",
+    "scp_codes_to_text": "databases",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -88,20 +82,17 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for static analysers only
+    from .augment import ECGAugment
     from .builders import (
-        ChapmanBuilder, CinC2017Builder, CPSC2018Builder, ECGBuilderConfig, PTBXLBuilder, PTBXLCETPBuilder,
-        get_builder, load_cetp_pairs, load_ecg_dataset,
+        CETP_SOURCES, TASK_SOURCES, ECGBuilderConfig, ECGDatasetBuilder, ECGTransform, decode_signal, load_cetp_pairs,
+        load_ecg_dataset, load_task_dataset,
     )
-    from .cetp_pairs import iter_cetp_pairs, record_text, scp_codes_to_text
     from .databases import (
         CPSC2018, DATABASES, LUDB, MIMICIVECG, PTBXL, PTBXL_SPLIT_FOLDS, SPLITS, Chapman, CinC2017, ECGDatabase,
-        PhysioNet2020, assign_split, get_database, ptbxl_split,
+        PhysioNet2020, assign_split, get_database, ptbxl_split, scp_codes_to_text,
     )
-    from .errors import ECGFileError, ECGFileNotFoundError, ECGInputError, ECGQualityWarning, ECGResamplingWarning
+    from .errors import ECGFileError, ECGFileNotFoundError, ECGInputError, ECGQualityWarning
+    from .feature_extraction_ecg import STANDARD_LEADS, ECGFeatureExtractor, PreparedECG, canonical_lead_name
     from .io import MAX_SIGNAL_VALUES, header_info, read_record, read_wfdb, read_wfdb_header
     from .labels import VOCABULARIES, describe_codes, label_table, map_labels
-    from .preprocessing import (
-        ECGPreprocessor, SignalQuality, canonical_lead_name, check_signal, crop_or_pad, normalize_per_lead,
-        reorder_leads, resample,
-    )
     from .record import ECGRecord, encode_labels

@@ -161,7 +161,7 @@ class ECGDatasetBuilder(datasets.GeneratorBasedBuilder):
 
     @property
     def feature_extractor(self):
-        from ..models.encoders.feature_extraction_ecg import ECGFeatureExtractor
+        from .feature_extraction_ecg import ECGFeatureExtractor
 
         return ECGFeatureExtractor(**(self.config.feature_extractor or {}))
 
@@ -190,7 +190,10 @@ class ECGDatasetBuilder(datasets.GeneratorBasedBuilder):
     def _database(self):
         from .databases import get_database
 
-        return get_database(self.config.database, self.config.data_dir, **(self.config.database_options or {}))
+        options = dict(self.config.database_options or {})
+        if self.config.text_source is not None and self.config.database == "ptbxl":
+            options["text_source"] = self.config.text_source
+        return get_database(self.config.database, self.config.data_dir, **options)
 
     def _generate_examples(self, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
         cfg = self.config
@@ -206,7 +209,7 @@ class ECGDatasetBuilder(datasets.GeneratorBasedBuilder):
                     continue
                 example["labels"] = _encode(labels, spec)
             if cfg.text_source is not None:
-                text = db.text(record, cfg.text_source) if _accepts_source(db) else db.text(record)
+                text = db.text(record)
                 if not text:
                     continue
                 example["text"] = text
@@ -237,12 +240,6 @@ class ECGDatasetBuilder(datasets.GeneratorBasedBuilder):
             )
 
 
-def _accepts_source(db) -> bool:
-    import inspect
-
-    return len(inspect.signature(db.text).parameters) > 1
-
-
 def _encode(labels: Sequence[str], spec) -> list[float] | int:
     if spec.multi_label:
         vector = [0.0] * spec.num_labels
@@ -271,7 +268,7 @@ class ECGTransform:
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        from ..models.encoders.feature_extraction_ecg import PreparedECG
+        from .feature_extraction_ecg import PreparedECG
 
         crop = "random" if self.train else "center"
         values = []
@@ -305,7 +302,7 @@ def load_ecg_dataset(
 ) -> datasets.DatasetDict:
     """Build (or reuse from cache) one database's records, prepared by ``feature_extractor`` (default: the 12-lead,
     100 Hz, 0.5-40 Hz extractor of the bundled encoders), as a ``DatasetDict`` train/validation/test."""
-    from ..models.encoders.feature_extraction_ecg import ECGFeatureExtractor
+    from .feature_extraction_ecg import ECGFeatureExtractor
 
     fe = feature_extractor if feature_extractor is not None else ECGFeatureExtractor()
     builder = ECGDatasetBuilder(
@@ -346,12 +343,19 @@ def _concat(parts: list[datasets.DatasetDict]) -> datasets.DatasetDict:
 
 
 def _available(data_root, sources) -> list[str]:
-    from .databases import DATABASES
+    """The databases of ``sources`` present under ``data_root`` with signals (the Chapman labels come without)."""
+    from .databases import get_database
 
     found = []
     for name in sources:
         folder = database_dir(data_root, name)
-        if folder.is_dir() and DATABASES[name].is_available(folder):
+        if not folder.is_dir():
+            continue
+        try:
+            db = get_database(name, folder, **_database_options(name, data_root))
+        except (OSError, ValueError):
+            continue
+        if db.has_signals():
             found.append(name)
     return found
 

@@ -9,7 +9,7 @@ Every error names the record (path or id), says what is wrong and how to fix it.
 * :class:`ECGFileNotFoundError`: a file that a record needs does not exist
   (also a :class:`FileNotFoundError`, so both ``except`` styles work).
 * :class:`ECGQualityWarning` (a :class:`UserWarning`): the record is usable but suspicious
-  (flat or clipped leads); :class:`ECGResamplingWarning` (a subclass) says a signal was resampled.
+  (flat or clipped leads).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ __all__ = [
     "ECGFileError",
     "ECGFileNotFoundError",
     "ECGQualityWarning",
-    "ECGResamplingWarning",
 ]
 
 
@@ -37,11 +36,3 @@ class ECGFileNotFoundError(ECGFileError, FileNotFoundError):
 
 class ECGQualityWarning(UserWarning):
     """A record is usable but suspicious (flat or clipped leads)."""
-
-
-class ECGResamplingWarning(ECGQualityWarning):
-    """A signal was resampled to the target sampling rate.
-
-    Filter it with ``warnings.filterwarnings("ignore", category=ECGResamplingWarning)`` when
-    resampling is expected (e.g. 500 Hz sources fed to a 100 Hz encoder).
-    """

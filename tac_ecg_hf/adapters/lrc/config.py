@@ -57,7 +57,9 @@ class LRCConfig(PeftConfig):
         encoder_fingerprint (`str`): filled in when the adapter is created: a hash of the frozen encoder's weights
             (see ``tac_ecg_hf.adapters.fingerprint``); loading the adapter on other weights is refused. Adapters saved
             without one fall back to ``encoder_signature`` and the shapes of their tensors.
-        preprocessing (`dict`): the input format (leads, sampling rate, samples) the adapter was trained with.
+        thresholds (`list[float]`): per-class decision thresholds of a multi-label task, calibrated on held-out
+            (validation) records after training; predict, the CLI and the pipeline use them. The input format lives in
+            the feature extractor saved with the model (``preprocessor_config.json``), not here.
     """
 
     r: int = field(default=8, metadata={"help": "Rank of the low-rank bottleneck."})
@@ -75,7 +77,7 @@ class LRCConfig(PeftConfig):
     init_weights: bool = field(default=True, metadata={"help": "Zero-init the up/B projections."})
     encoder_signature: Optional[dict] = field(default=None, metadata={"help": "Encoder this adapter was made for."})
     encoder_fingerprint: Optional[str] = field(default=None, metadata={"help": "Hash of that encoder's weights."})
-    preprocessing: Optional[dict] = field(default=None, metadata={"help": "Input format used in training."})
+    thresholds: Optional[list[float]] = field(default=None, metadata={"help": "Calibrated per-class thresholds."})
     metrics: Optional[dict] = field(default=None, metadata={"help": "Held-out metrics, for the model card."})
 
     def __post_init__(self):
@@ -116,6 +118,15 @@ class LRCConfig(PeftConfig):
             raise ValueError(f"LRCConfig.head_module must be a module name or None, got {self.head_module!r}.")
         if isinstance(self.target_modules, (set, tuple)):
             self.target_modules = sorted(self.target_modules)
+        if self.thresholds is not None:
+            values = self.thresholds if isinstance(self.thresholds, (list, tuple)) else None
+            if values is None or not all(
+                isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1 for t in values
+            ) or (self.labels is not None and len(values) != len(self.labels)):
+                raise ValueError(
+                    f"LRCConfig.thresholds must be one probability in [0, 1] per label, got {_short(self.thresholds)}."
+                )
+            self.thresholds = [float(t) for t in values]
 
     @property
     def scaling(self) -> float:

@@ -236,6 +236,10 @@ class ECGDatabase:
         """
         return combine_labels(self.label_codes(record), task)
 
+    def has_signals(self) -> bool:
+        """Whether the signal files are there (a label table may come without them, as Chapman's does here)."""
+        return True
+
     def text(self, record: ECGRecord) -> str | None:
         """The English text of an ECG-text pair (CETP): the descriptions of the record's labels, or None."""
         parts = [d for vocabulary, codes in self.label_codes(record) for d in describe_codes(vocabulary, codes)]

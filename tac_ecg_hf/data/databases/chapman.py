@@ -62,6 +62,9 @@ class Chapman(ECGDatabase):
                 "ECGData/."
             )
 
+    def has_signals(self) -> bool:
+        return self.signal_root.is_dir() and any(self.signal_root.glob("*.csv"))
+
     @cached_property
     def diagnostics(self) -> dict[str, dict[str, Any]]:
         """``FileName`` -> its row of Diagnostics.xlsx (``Rhythm``, ``Beat``, ``PatientAge``, ...)."""

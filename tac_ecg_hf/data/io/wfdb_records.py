@@ -15,7 +15,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..errors import ECGFileError, ECGFileNotFoundError, ECGInputError
-from ..preprocessing import canonical_lead_name
+from ..feature_extraction_ecg import canonical_lead_name
 from ..record import ECGRecord
 from ._common import MAX_SIGNAL_VALUES, check_gain, too_many, units_to_mv
 

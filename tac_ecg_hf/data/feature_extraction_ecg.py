@@ -18,8 +18,8 @@ sampling rate and length) into what the encoder was trained on:
    window is refused below ``min_duration`` seconds and zero-padded otherwise, with a note saying how much;
 6. **normalise** each lead of each window (z-score over its real samples; padding stays 0).
 
-This file is copied next to a saved checkpoint (``trust_remote_code``), so it imports only numpy, scipy, transformers
-and the standard library.
+This file (and ``errors.py``, its one relative import) is copied next to a saved checkpoint (``trust_remote_code``), so
+it imports only numpy, scipy, transformers and the standard library.
 """
 
 from __future__ import annotations
@@ -35,23 +35,14 @@ import numpy as np
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 from transformers.feature_extraction_utils import BatchFeature
 
+from .errors import ECGInputError
+
 STANDARD_LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 
 #: sanity bounds of the settings (a config outside them is refused before anything is allocated)
 MAX_NUM_SAMPLES = 1_000_000
 MAX_LEADS = 64
 CROP_MODES = ("center", "start", "random")
-
-
-try:  # inside the package: its own exception types, so that `except tac_ecg_hf.data.ECGInputError` catches these
-    from tac_ecg_hf.data.errors import ECGInputError, ECGQualityWarning
-except ImportError:  # copied next to a checkpoint (trust_remote_code) where the package is not installed
-
-    class ECGInputError(ValueError):
-        """A signal or record cannot be used as given (bad shape, non-finite values, missing leads, absurd rate)."""
-
-    class ECGQualityWarning(UserWarning):
-        """A record is usable but suspicious."""
 
 
 # ---------------------------------------------------------------------------------------------------------------------
