@@ -114,7 +114,9 @@ def parse_args(dataclass_types, argv=None, defaults: dict | None = None):
     for key, value in {
         "report_to": "none", "eval_strategy": "epoch", "save_strategy": "epoch", "save_total_limit": "2",
         "logging_steps": "10", "remove_unused_columns": "False", "lr_scheduler_type": "cosine", "weight_decay": "0.01",
-        "per_device_eval_batch_size": "128", "dataloader_num_workers": "0", **(defaults or {}),
+        "per_device_eval_batch_size": "128", "dataloader_num_workers": "0",
+        **({} if torch.cuda.is_available() else {"use_cpu": "True"}),  # lets --bf16 run on this CPU's matrix units
+        **(defaults or {}),
     }.items():
         if key not in given:
             extra += [f"--{key}", value]
