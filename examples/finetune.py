@@ -17,11 +17,18 @@ and `tac-ecg push <output_dir> --repo-id org/name` publishes it with a model car
 """
 
 from tac_ecg_hf.jsonutil import dumps
-from tac_ecg_hf.training import DataArguments, ModelArguments, command_line, parse_args, run_finetune
+import sys
+
+from tac_ecg_hf.training import (
+    DataArguments, ModelArguments, command_line, default_learning_rate, parse_args, run_finetune,
+)
 
 
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
     model_args, data_args, training_args = parse_args((ModelArguments, DataArguments), argv)
+    if not any(a.split("=")[0] == "--learning_rate" for a in argv):  # the method's own default
+        training_args.learning_rate = default_learning_rate(model_args.method)
     result = run_finetune(model_args, data_args, training_args, command=command_line("examples/finetune.py", argv))
     if training_args.process_index == 0:
         print(dumps(result.to_dict(), indent=2))

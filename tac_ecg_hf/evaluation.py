@@ -14,7 +14,10 @@ import numpy as np
 
 from .tasks import get_task
 
-__all__ = ["load_records", "predict_records", "calibrate_thresholds", "evaluate_model", "evaluate_split", "metrics_with_ci"]
+__all__ = [
+    "load_records", "predict_records", "evaluate_model", "evaluate_split", "metrics_with_ci",
+    "write_predictions", "read_predictions", "pooled_metrics",
+]
 
 
 @lru_cache(maxsize=16)
@@ -68,16 +71,6 @@ def _classifier(model, task: str):
     return ECGTaskClassifier.from_pretrained(model, tasks=[task])
 
 
-def calibrate_thresholds(model, task: str, data_root, refs: Iterable[dict]) -> list[float]:
-    """Per-class thresholds that maximise each class's F1 on ``refs`` (validation records, never test records); a class
-    absent there keeps 0.5."""
-    from .metrics import find_optimal_thresholds
-
-    probs, refs_array, _ = predict_records(_classifier(model, task), task, data_root, refs)
-    thresholds = find_optimal_thresholds(probs, refs_array, multi_label=True)
-    return [0.5 if np.isnan(t) else float(t) for t in thresholds]
-
-
 def metrics_with_ci(probs: np.ndarray, references: np.ndarray, task: str, thresholds: Sequence[float] | None,
                     n_bootstrap: int = 1000, seed: int = 0) -> dict:
     """The task's metrics at the given thresholds (exhaustive tasks fall back to the most probable class), with
@@ -89,7 +82,7 @@ def metrics_with_ci(probs: np.ndarray, references: np.ndarray, task: str, thresh
     if spec.multi_label:
         kwargs["threshold"] = list(thresholds) if thresholds else 0.5
     metrics = classification_metrics(probs, references, **kwargs)
-    for key in ("macro_auc", "macro_f1"):
+    for key in ("macro_auc", "macro_f1") if n_bootstrap > 0 else ():
         def metric(p, r, key=key):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -100,47 +93,97 @@ def metrics_with_ci(probs: np.ndarray, references: np.ndarray, task: str, thresh
     return metrics
 
 
-def evaluate_model(model, task: str, data_root, refs: Iterable[dict], n_bootstrap: int = 1000) -> dict:
-    """Metrics of ``model`` (a folder, id or ``ECGTaskClassifier``) on ``refs`` through the public predict path."""
+def evaluate_model(model, task: str, data_root, refs: Iterable[dict], n_bootstrap: int = 1000,
+                   predictions_path: str | os.PathLike | None = None) -> dict:
+    """Metrics of ``model`` (a folder, id or ``ECGTaskClassifier``) on ``refs`` through the public predict path; with
+    ``predictions_path``, also every record's probabilities and decision (JSON Lines), e.g. to pool the out-of-fold
+    predictions of a cross-validation."""
     classifier = _classifier(model, task)
-    probs, references, _ = predict_records(classifier, task, data_root, refs)
+    refs = list(refs)
+    probs, references, predictions = predict_records(classifier, task, data_root, refs)
+    if predictions_path is not None:
+        write_predictions(predictions_path, refs, predictions, references)
     metrics = metrics_with_ci(probs, references, task, classifier.thresholds(task), n_bootstrap=n_bootstrap)
     return {"n": int(len(references)), **metrics}
 
 
-def evaluate_split(model, task: str, data_root, split: str = "test", sources: Sequence[str] | None = None,
+def write_predictions(path, refs: Sequence[dict], predictions, references: np.ndarray) -> None:
+    """One JSON line per record: database, record_id, probabilities, decision, reference (class ids or multi-hot)."""
+    import json
+
+    with open(path, "w") as fh:
+        for ref, pred, target in zip(refs, predictions, references):
+            fh.write(json.dumps({
+                "database": ref["database"], "record_id": ref["record_id"],
+                "probabilities": [round(float(p), 6) for p in pred.probabilities], "decision": pred.decision,
+                "reference": np.asarray(target).tolist(),
+            }, allow_nan=False) + "\n")
+
+
+def read_predictions(paths: Iterable[str | os.PathLike]) -> list[dict]:
+    import json
+
+    rows = []
+    for path in paths:
+        with open(path) as fh:
+            rows += [json.loads(line) for line in fh if line.strip()]
+    return rows
+
+
+def pooled_metrics(rows: Sequence[dict], task: str, databases: Sequence[str] | None = None, n_bootstrap: int = 1000) -> dict:
+    """Metrics of pooled per-record predictions (e.g. out-of-fold predictions of a k-fold CV, each decided with its own
+    fold's calibrated thresholds), optionally restricted to some databases, with bootstrap 95% CIs."""
+    from .metrics import bootstrap_ci, classification_metrics
+
+    spec = get_task(task)
+    rows = [r for r in rows if databases is None or r["database"] in databases]
+    if not rows:
+        return {"n": 0}
+    probs = np.asarray([r["probabilities"] for r in rows], dtype=np.float64)
+    refs = np.asarray([r["reference"] for r in rows])
+    decided = np.zeros_like(probs, dtype=np.int64)
+    for i, r in enumerate(rows):
+        for label in r["decision"]:
+            decided[i, spec.label2id[label]] = 1
+    kwargs = dict(labels=list(spec.labels), multi_label=spec.multi_label)
+    metrics = classification_metrics(probs, refs, **kwargs)
+    if spec.multi_label:  # F1 and empty decisions of the decisions actually made (per-fold thresholds, fallback)
+        from sklearn.metrics import f1_score
+
+        f1 = f1_score(refs, decided, average=None, labels=list(range(spec.num_labels)), zero_division=0.0)
+        metrics["macro_f1"] = float(np.mean(f1))
+        metrics.update({f"f1/{label}": float(v) for label, v in zip(spec.labels, f1)})
+        metrics["empty_decision_rate"] = float(np.mean(decided.sum(1) == 0))
+
+        def macro_f1(d, r):
+            return float(np.mean(f1_score(r, d, average=None, labels=list(range(spec.num_labels)), zero_division=0.0)))
+
+        metrics["macro_f1_ci95"] = list(bootstrap_ci(macro_f1, decided, refs, n_resamples=n_bootstrap))
+    else:
+        metrics["macro_f1_ci95"] = list(bootstrap_ci(
+            lambda p, r: classification_metrics(p, r, per_class=False, **kwargs)["macro_f1"], probs, refs,
+            n_resamples=n_bootstrap))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        metrics["macro_auc_ci95"] = list(bootstrap_ci(
+            lambda p, r: classification_metrics(p, r, per_class=False, **kwargs)["macro_auc"], probs, refs,
+            n_resamples=n_bootstrap))
+    return {"n": len(rows), **metrics}
+
+
+def evaluate_split(model, task: str, data_root, split: str | None = "test", sources: Sequence[str] | None = None,
                    n_bootstrap: int = 1000) -> dict:
-    """Metrics on every ``split`` record of the task's sources under ``data_root`` (``tac-ecg evaluate``)."""
+    """Metrics on every ``split`` record (``None``: all records) of the task's sources under ``data_root`` that carries
+    a label of ``task`` (``tac-ecg evaluate``; the model cards)."""
     from .data.builders import TASK_SOURCES, _available
 
     names = _available(data_root, sources or TASK_SOURCES[get_task(task).name])
     refs = []
     for name in names:
         db = _database(name, str(data_root))
-        for record_id in db.record_ids(split):
-            refs.append({"database": name, "record_id": record_id})
-    classifier = _classifier(model, task)
-    records, labels, kept = [], [], []
-    for ref in refs:
-        db = _database(ref["database"], str(data_root))
-        try:
-            record = db.load(ref["record_id"])
-        except ValueError:
-            continue
-        found = db.task_labels(record, task)
-        if found is not None:
-            records.append(record)
-            labels.append(tuple(found))
-            kept.append(ref["database"])
-    if not records:
-        raise ValueError(f"No {split} records with {task} labels under {data_root} (sources {names}).")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        predictions = classifier.predict_batch(records, task)
-    probs = np.stack([p.probabilities for p in predictions])
-    references = _references(labels, task)
-    metrics = metrics_with_ci(probs, references, task, classifier.thresholds(task), n_bootstrap=n_bootstrap)
-    per_source = {name: int(kept.count(name)) for name in sorted(set(kept))}
-    return {"model": str(getattr(classifier, "model_path", model)), "task": task, "split": split, "n": len(records),
-            "sources": per_source, **metrics}
-
+        refs += [{"database": name, "record_id": rid} for rid in db.record_ids(split) if db.task_labels(rid, task) is not None]
+    if not refs:
+        raise ValueError(f"No {split or 'labelled'} records with {task} labels under {data_root} (sources {names}).")
+    metrics = evaluate_model(model, task, data_root, refs, n_bootstrap=n_bootstrap)
+    per_source = {name: sum(r["database"] == name for r in refs) for name in names}
+    return {"task": task, "split": split or "all", "sources": per_source, **metrics}

@@ -177,6 +177,13 @@ class ECGTaskClassifier:
 
         path = resolve_model(model, revision=revision)
         found = available_tasks(path)
+        if not found and _classifier_task(path):  # a fully fine-tuned classifier (full, linear probe, scratch)
+            task = _classifier_task(path)
+            if tasks not in (None, task, [task]):
+                raise ValueError(f"{model} is a classifier for task {task!r}, not {tasks!r}.")
+            check_model_files(path, allow_pickle=allow_pickle)
+            classifier = load_encoder(path, allow_pickle=allow_pickle)
+            return cls(classifier, path, [task], {task: load_feature_extractor(path)})
         tasks = [tasks] if isinstance(tasks, str) else list(tasks or found)
         missing = [t for t in tasks if t not in found]
         if missing or not tasks:
@@ -200,7 +207,24 @@ class ECGTaskClassifier:
 
     # -- settings ----------------------------------------------------------------------------------------------------
     def adapter_config(self, task: str):
-        return self.model.peft_config[task]
+        """The task's labels, ``problem_type`` and ``thresholds``: its adapter config, or for a fine-tuned classifier
+        without adapters its model config (``id2label``, ``problem_type``, ``decision_thresholds``)."""
+        peft_config = getattr(self.model, "peft_config", None)
+        if peft_config is not None and task in peft_config:
+            return peft_config[task]
+        self._check_task(task)
+        config = self.model.config
+        labels = [config.id2label[i] for i in range(config.num_labels)]
+        return _TaskConfig(labels, config.problem_type or get_task(task).problem_type, config.decision_thresholds)
+
+    def set_thresholds(self, task: str, thresholds: Sequence[float] | None) -> None:
+        """Use ``thresholds`` (one per class, in [0, 1]) for ``task``'s decisions from now on (not saved)."""
+        values = None if thresholds is None else [check_threshold(t) for t in thresholds]
+        peft_config = getattr(self.model, "peft_config", None)
+        if peft_config is not None and task in peft_config:
+            peft_config[task].thresholds = values
+        else:
+            self.model.config.decision_thresholds = values
 
     def feature_extractor(self, task: str):
         """The feature extractor ``task`` reads its input with."""
@@ -231,7 +255,8 @@ class ECGTaskClassifier:
     def logits(self, input_values: np.ndarray | torch.Tensor, task: str) -> torch.Tensor:
         """Float32 logits of a batch of windows ``(n, leads, samples)`` for ``task``."""
         self._check_task(task)
-        self.model.set_adapter(task)
+        if hasattr(self.model, "set_adapter") and task in getattr(self.model, "peft_config", {}):
+            self.model.set_adapter(task)
         x = torch.as_tensor(input_values, dtype=torch.float32)
         autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self.dtype == torch.bfloat16 else nullcontext()
         with autocast:
@@ -328,6 +353,29 @@ class ECGTaskClassifier:
             thresholds=thresholds if multi_label else [],
             notes=notes + fallback,
         )
+
+
+@dataclass
+class _TaskConfig:
+    """What ``ECGTaskClassifier`` needs of a task: its labels, problem type and calibrated thresholds."""
+
+    labels: list[str]
+    problem_type: str
+    thresholds: list[float] | None = None
+
+
+def _classifier_task(path: Path) -> str | None:
+    """The task of a fully fine-tuned classifier folder (``config.finetuning_task``), or None."""
+    import json
+
+    try:
+        config = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    architectures = config.get("architectures") or []
+    if any(str(a).endswith("ForSequenceClassification") for a in architectures):
+        return config.get("finetuning_task") or None
+    return None
 
 
 class WindowPacker:

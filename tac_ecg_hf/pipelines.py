@@ -274,7 +274,8 @@ class ZeroShotECGClassificationPipeline(_ECGChunkPipeline):
 
 
 def register_pipelines() -> None:
-    """Register both pipelines with transformers (``import tac_ecg_hf`` does it)."""
+    """Register both pipelines with transformers (done when this module is imported, which ``import tac_ecg_hf``
+    arranges as soon as ``transformers.pipelines`` is imported)."""
     from transformers.pipelines import PIPELINE_REGISTRY
 
     for task, cls in (
@@ -286,3 +287,6 @@ def register_pipelines() -> None:
                 task, pipeline_class=cls, pt_model=AutoModel, default={"pt": ("tac-ecg/xresnet1d101-cetp", "main")},
                 type="multimodal",
             )
+
+
+register_pipelines()

@@ -183,19 +183,15 @@ def kfold_assignment(keys: list[str], k: int, seed: int = 0) -> np.ndarray:
 
 def cross_validation_split(dataset, k: int, fold: int, seed: int = 0):
     """Re-split a ``DatasetDict`` for fold ``fold`` of a k-fold CV: test fold ``fold``, validation fold ``fold-1``,
-    training the rest. PTB-XL records keep their official ``strat_fold`` (k must be 10: test fold ``fold+1``, validation
-    the one before, the TAC-ECG protocol); the other records are split by stratified k-fold over all their splits."""
+    training the rest. PTB-XL records keep their official, patient-wise ``strat_fold``: with ``k=10`` that is TAC-ECG's
+    protocol (test fold ``fold+1``, validation the one before); with other ``k`` the strat_folds are grouped
+    (``(strat_fold - 1) % k``). The other records are split by stratified k-fold over all their splits."""
     import datasets as hf_datasets
 
     pool = hf_datasets.concatenate_datasets([dataset[s] for s in dataset])
-    databases = pool["database"]
     strat = np.asarray(pool["fold"])
-    others = [i for i, d in enumerate(databases) if strat[i] < 1]
-    fold_of = np.full(len(pool), -1)
-    if any(strat >= 1):
-        if k != 10:
-            raise ValueError("PTB-XL's official protocol has 10 folds (strat_fold); use --cv_folds 10.")
-        fold_of[strat >= 1] = strat[strat >= 1] - 1
+    fold_of = np.where(strat >= 1, (strat - 1) % k, -1)
+    others = np.flatnonzero(strat < 1).tolist()
     if others:
         labels = pool.select(others)["labels"]
         fold_of[others] = kfold_assignment([stratify_key(y) for y in labels], k, seed)
@@ -354,8 +350,9 @@ def run_finetune(model_args: ModelArguments, data_args: DataArguments, training_
     and save the run folder as a model repository."""
     from transformers import Trainer, default_data_collator, set_seed
 
-    from .evaluation import calibrate_thresholds, evaluate_model
-    from .metrics import compute_metrics_for_trainer
+    from .evaluation import metrics_with_ci, predict_records, write_predictions
+    from .inference import ECGTaskClassifier
+    from .metrics import compute_metrics_for_trainer, find_optimal_thresholds
 
     set_seed(training_args.seed)
     task = get_task(data_args.task)
@@ -366,8 +363,6 @@ def run_finetune(model_args: ModelArguments, data_args: DataArguments, training_
         encoder_overrides=json.loads(model_args.encoder_overrides),
     )
     trainable, total = count_parameters(model)
-    if training_args.learning_rate == 5e-5:  # TrainingArguments' default: the method's own default instead
-        training_args.learning_rate = default_learning_rate(model_args.method)
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -380,6 +375,7 @@ def run_finetune(model_args: ModelArguments, data_args: DataArguments, training_
     start = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
     seconds = time.perf_counter() - start
+    load_best_adapter(trainer, task.name)
     result = FinetuneResult(
         task=task.name, method=model_args.method, seed=training_args.seed, trainable_params=trainable,
         total_params=total, test_metrics={}, val_metrics={}, train_seconds=seconds,
@@ -391,15 +387,37 @@ def run_finetune(model_args: ModelArguments, data_args: DataArguments, training_
     out = Path(training_args.output_dir)
     save_run(trainer.model, fe, task.name, model_args, out)
     records = {split: dataset[split].select_columns(["database", "record_id"]).to_list() for split in ("validation", "test")}
-    if task.multi_label and records["validation"]:
-        result.thresholds = calibrate_thresholds(out, task.name, data_args.data_dir, records["validation"])
-        set_thresholds(out, task.name, result.thresholds)
+    classifier = ECGTaskClassifier.from_pretrained(out, tasks=[task.name])
     if records["validation"]:
-        result.val_metrics = evaluate_model(out, task.name, data_args.data_dir, records["validation"])
+        probs, refs, _ = predict_records(classifier, task.name, data_args.data_dir, records["validation"])
+        if task.multi_label:
+            result.thresholds = [0.5 if np.isnan(t) else float(t) for t in find_optimal_thresholds(probs, refs, multi_label=True)]
+            classifier.set_thresholds(task.name, result.thresholds)
+            set_thresholds(out, task.name, result.thresholds)
+        result.val_metrics = metrics_with_ci(probs, refs, task.name, result.thresholds, n_bootstrap=0)
     if records["test"]:
-        result.test_metrics = evaluate_model(out, task.name, data_args.data_dir, records["test"])
+        probs, refs, predictions = predict_records(classifier, task.name, data_args.data_dir, records["test"])
+        write_predictions(out / "test_predictions.jsonl", records["test"], predictions, refs)
+        result.test_metrics = {"n": len(refs), **metrics_with_ci(probs, refs, task.name, result.thresholds, n_bootstrap=200)}
     write_run_metadata(out, result, data_args, model_args, command)
     return result
+
+
+def load_best_adapter(trainer, adapter_name: str) -> None:
+    """``load_best_model_at_end`` for a named PEFT adapter. Trainer looks for the adapter files at the checkpoint's
+    root, where PEFT saves only an adapter called "default"; a named adapter is in ``<checkpoint>/<name>/``, so Trainer
+    warns and keeps the last weights. Load the best checkpoint's adapter weights from there instead."""
+    from peft import PeftModel, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    best = trainer.state.best_model_checkpoint
+    if not (trainer.args.load_best_model_at_end and best and isinstance(trainer.model, PeftModel)):
+        return
+    weights = Path(best) / adapter_name / "adapter_model.safetensors"
+    if weights.is_file():
+        result = set_peft_model_state_dict(trainer.model, load_file(weights), adapter_name=adapter_name)
+        if getattr(result, "unexpected_keys", None):
+            raise RuntimeError(f"best checkpoint {best}: unexpected adapter keys {result.unexpected_keys[:3]}")
 
 
 def save_run(model, feature_extractor, task: str, model_args: ModelArguments, out: Path) -> None:
@@ -426,6 +444,7 @@ def save_run(model, feature_extractor, task: str, model_args: ModelArguments, ou
         if feature_extractor.to_dict() != root_fe.to_dict():
             feature_extractor.save_pretrained(out / task)
         return
+    model.config.finetuning_task = task  # ECGTaskClassifier finds the task of a classifier folder here
     atomic_save_pretrained(model, out / ".model-tmp")
     for name in os.listdir(out / ".model-tmp"):
         os.replace(out / ".model-tmp" / name, out / name)
@@ -434,12 +453,14 @@ def save_run(model, feature_extractor, task: str, model_args: ModelArguments, ou
 
 
 def set_thresholds(out: Path, task: str, thresholds: list[float]) -> None:
-    """Store calibrated per-class thresholds in the task adapter's ``adapter_config.json``."""
+    """Store calibrated per-class thresholds with the model: in the task adapter's ``adapter_config.json``, or for a
+    fully fine-tuned classifier in its ``config.json`` (``decision_thresholds``)."""
     path = out / task / "adapter_config.json"
     if not path.is_file():
-        return
+        path = out / "config.json"
+    key = "thresholds" if path.name == "adapter_config.json" else "decision_thresholds"
     config = json.loads(path.read_text())
-    config["thresholds"] = [round(float(t), 6) for t in thresholds]
+    config[key] = [round(float(t), 6) for t in thresholds]
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 

@@ -16,7 +16,8 @@ What a card says comes from the run folder:
        "seed": 0,
        "base_model": "tac-ecg/resnet-cetp",   # Hub id (a local path is mapped to its id, see hub_model_id)
        "license": "cc-by-4.0",
-       "repo_id": "me/ptbxl-lrc"}             # where this folder is published (lets later runs name it)
+       "repo_id": "me/ptbxl-lrc",             # where this folder is published (lets later runs name it)
+       "details": "..."}                      # Markdown shown under "Details" (CV tables, thresholds, sources)
 
   Metric names may carry a ``test_`` prefix (as the Trainer writes them); NaN or non-numeric values are left out;
 * else ``result.json`` (``tac_ecg_hf.training.FinetuneResult`` plus ``command``) for the run's own record.
@@ -86,6 +87,9 @@ class RunMetadata:
     base_model: str | None = None
     license: str | None = None
     repo_id: str | None = None
+    #: free Markdown about this part (cross-validation tables, thresholds, training sources, limits), shown under
+    #: "Details" in the card
+    details: str | None = None
 
     def merged(self, other: RunMetadata | None) -> RunMetadata:
         """``self`` with its empty fields filled from ``other``."""

@@ -162,8 +162,9 @@ class CETPModel(CETPPreTrainedModel):
         if self.config.text_model_name_or_path is not None:
             if weights_fingerprint(self.text_model) != self.config.text_model_fingerprint:
                 self.config.text_model_name_or_path = self.config.text_model_fingerprint = None  # fine-tuned: keep it
-            elif state_dict is None:
-                state_dict = {k: v for k, v in self.state_dict().items() if not k.startswith("text_model.")}
+            else:  # also when Trainer passes its own state dict for a checkpoint
+                state = self.state_dict() if state_dict is None else state_dict
+                state_dict = {k: v for k, v in state.items() if not k.startswith("text_model.")}
         return super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
 
     @classmethod
