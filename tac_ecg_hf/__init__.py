@@ -9,3 +9,6 @@ from .models import *  # noqa: F401,F403
 from .models import CETPConfig, CETPModel, ENCODER_FAMILIES, ENCODER_PRESETS, create_encoder_config
 from .tasks import STANDARD_LEADS, TASKS, TaskSpec, get_task
 
+from .pipelines import register_pipelines as _register_pipelines
+
+_register_pipelines()  # pipeline("ecg-classification" | "zero-shot-ecg-classification", ...) after import tac_ecg_hf

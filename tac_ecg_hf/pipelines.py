@@ -56,7 +56,9 @@ def _as_record(inputs: Any, sampling_rate, lead_names):
 class _ECGChunkPipeline(ChunkPipeline):
     """Shared preprocessing: read the record, prepare it once, and yield its windows one by one."""
 
-    _load_feature_extractor = True
+    # None: transformers' pipeline() loads the feature extractor when it can (a model id or folder) and leaves it to
+    # the pipeline otherwise (a model object, e.g. a PeftModel): each task's own comes from the model's folder
+    _load_feature_extractor = None
     _load_tokenizer = False
     _load_image_processor = False
     _load_processor = False
@@ -261,6 +263,7 @@ class ZeroShotECGClassificationPipeline(_ECGChunkPipeline):
             self._text_cache[key] = self.model.encode_texts(prompts, self.tokenizer)
         return self._text_cache[key]
 
+    @torch.no_grad()  # transformers runs only _forward without gradients; logit_scale is a Parameter
     def postprocess(self, model_outputs, candidate_labels=None, hypothesis_template="{}", top_k=None):
         if not candidate_labels:
             raise ValueError("pass candidate_labels=[...] (at least two clinical phrases).")
