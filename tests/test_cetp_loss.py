@@ -5,42 +5,16 @@ single-process step scaled by 1/world size (the DDP gradient average), the tempe
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from support.cetp_ddp import LEARNING_RATE, build_model, global_batch
+from support.launch import launch_two_processes
 
 from tac_ecg_hf.models.cetp import CETPLoss, gather_features
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).resolve().parent / "support" / "cetp_ddp.py"
-ACCELERATE = Path(sys.executable).parent / "accelerate"
-
-
-def accelerate_env(home: Path) -> dict:
-    """The environment of an ``accelerate launch`` run from this checkout: the venv's bin dir on PATH (accelerate
-    starts the workers through it), this checkout first on PYTHONPATH, one thread, an empty offline HF_HOME."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "WORLD_SIZE", "RANK", "LOCAL_RANK",
-                                                                     "MASTER_"))}
-    env.update(
-        PATH=f"{ACCELERATE.parent}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONPATH=os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-        OMP_NUM_THREADS="1", HF_HOME=str(home), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-    )
-    return env
-
-
-def launch_two_processes(args: list[str], home: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    if not ACCELERATE.is_file():
-        pytest.skip(f"no accelerate launcher at {ACCELERATE}")
-    command = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", *args]
-    return subprocess.run(command, env=accelerate_env(home), capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO_ROOT)
 
 
 def test_without_a_process_group_the_features_are_the_global_batch():
@@ -50,7 +24,8 @@ def test_without_a_process_group_the_features_are_the_global_batch():
     scale = torch.tensor(10.0)
     logits = scale * ecg @ text.t()
     labels = torch.arange(5)
-    expected = (torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.t(), labels)) / 2
+    cross_entropy = torch.nn.functional.cross_entropy
+    expected = (cross_entropy(logits, labels) + cross_entropy(logits.t(), labels)) / 2
     torch.testing.assert_close(CETPLoss()(ecg, text, scale), expected)
 
 

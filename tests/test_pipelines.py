@@ -73,7 +73,8 @@ def test_result_format_and_same_probabilities_as_ecg_task_classifier(classify, c
         got = [item["score"] for item in result]
         assert got == sorted(got, reverse=True)
         prediction = classifier.predict(record, task=TASK)
-        assert [item["label"] for item in result] == [prediction.labels[i] for i in np.argsort(-prediction.probabilities, kind="stable")]
+        order = np.argsort(-prediction.probabilities, kind="stable")
+        assert [item["label"] for item in result] == [prediction.labels[i] for i in order]
         np.testing.assert_allclose(got, np.sort(prediction.probabilities)[::-1], atol=1e-6, rtol=0)
 
 
@@ -122,7 +123,8 @@ def test_top_k_and_thresholds(classify, classifier, records):
     prediction = classifier.predict(record, task=TASK)
     expected, _ = decide(TASK, prediction.labels, prediction.probabilities, True, classifier.thresholds(TASK))
     assert [item["label"] for item in calibrated] == [item["label"] for item in full if item["label"] in expected]
-    for bad in ({"threshold": 1.5}, {"threshold": float("nan")}, {"thresholds": "optimal"}, {"adapter": "ptbxl-super"}):
+    bad_arguments = ({"threshold": 1.5}, {"threshold": float("nan")}, {"thresholds": "optimal"}, {"adapter": "x"})
+    for bad in bad_arguments:
         with pytest.raises(ValueError):
             classify(record, **bad)
 
@@ -236,7 +238,8 @@ def test_zero_shot_scores_sum_to_one_and_ignore_label_order(zero_shot, records):
     assert_same_scores(shuffled, result)
     assert zero_shot(record, candidate_labels=LABELS, top_k=2) == result[:2]
     templated = zero_shot(record, candidate_labels=LABELS, hypothesis_template="an ECG showing {}")
-    assert sorted(scores(templated)) == sorted(LABELS) and sum(scores(templated).values()) == pytest.approx(1.0, abs=1e-5)
+    assert sorted(scores(templated)) == sorted(LABELS)
+    assert sum(scores(templated).values()) == pytest.approx(1.0, abs=1e-5)
     batched = zero_shot(records[:3], candidate_labels=LABELS, batch_size=4)
     for got, one in zip(batched, records[:3]):
         assert_same_scores(got, zero_shot(one, candidate_labels=LABELS))

@@ -1,4 +1,4 @@
-"""One CETP training step on a global batch split between processes, for ``accelerate launch`` (tests/test_cetp_loss.py).
+"""One CETP training step on a global batch split between processes, for ``accelerate launch`` (test_cetp_loss.py).
 
     accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no \
         tests/support/cetp_ddp.py OUT_DIR
