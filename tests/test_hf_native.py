@@ -4,8 +4,8 @@
   ``AutoModelForSequenceClassification`` + ``get_peft_model``, ``AutoPeftModel*``), ``problem_type`` is inferred from
   the labels, outputs are transformers output classes with ``output_hidden_states``;
 * a repo published the PEFT way (encoder + feature extractor with transformers' ``push_to_hub``, the task adapters with
-  PEFT's, which writes each named adapter to ``<repo>/<adapter>/``) is found by ``ECGTaskClassifier``, ``tac-ecg predict
-  --model`` and the pipeline, online against the local test Hub and offline from the cache; PEFT's own loading by repo
+  PEFT's, which writes each named adapter to ``<repo>/<adapter>/``) is found by ``ECGTaskClassifier``,
+  ``tac-ecg predict --model`` and the pipeline, online against the local test Hub and offline from the cache; PEFT's own loading by repo
   id and subfolder online, and the form the README shows offline;
 * ``tac-ecg push DIR --repo-id`` of a run folder written by the package's training writers: a model card with the
   run's held-out metrics in ``model-index``, the base model by id, command and seed; no ``NaN`` in any JSON written;
@@ -140,7 +140,8 @@ def peft_repo(hub, tmp_path_factory, data_root):
         model.push_to_hub(REPO_ID)
     files = set(hub.list_files(REPO_ID))
     assert {"config.json", "model.safetensors", "preprocessor_config.json"} <= files
-    assert {f"{task}/{name}" for task in TASKS for name in ("adapter_config.json", "adapter_model.safetensors")} <= files
+    adapter_files = ("adapter_config.json", "adapter_model.safetensors")
+    assert {f"{task}/{name}" for task in TASKS for name in adapter_files} <= files
     record = data_root / "cpsc2018" / "A0001.hea"
     clf = ECGTaskClassifier.from_pretrained(local)
     return {"local": local, "record": record,
@@ -148,7 +149,7 @@ def peft_repo(hub, tmp_path_factory, data_root):
 
 
 def check_loaders(peft_repo, capsys):
-    """ECGTaskClassifier, ``tac-ecg predict --model`` and the pipeline by repo id give the local copy's probabilities."""
+    """ECGTaskClassifier, ``tac-ecg predict --model`` and the pipeline by repo id: the local copy's probabilities."""
     record, expected = peft_repo["record"], peft_repo["expected"]
     clf = ECGTaskClassifier.from_pretrained(REPO_ID)
     assert clf.tasks == TASKS
@@ -247,8 +248,8 @@ def test_push_publishes_the_run_with_a_model_card(run_folder, hub, monkeypatch, 
     assert main(["push", str(run_folder["folder"]), "--repo-id", repo_id, "--endpoint", hub.endpoint]) == 0
     assert repo_id in capsys.readouterr().out
     files = set(hub.list_files(repo_id))
-    assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json", "cpsc2018/adapter_config.json",
-            "cpsc2018/adapter_model.safetensors"} <= files
+    assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json",
+            "cpsc2018/adapter_config.json", "cpsc2018/adapter_model.safetensors"} <= files
     for name in (f for f in files if f.endswith(".json")):
         strict_json(Path(hf_hub_download(repo_id, name)).read_text())
     card = ModelCard.load(hf_hub_download(repo_id, "README.md"))

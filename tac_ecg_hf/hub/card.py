@@ -105,7 +105,8 @@ class RunMetadata:
 
     @property
     def num_samples(self) -> int | None:
-        n = next((self.metrics[k] for k in ("test_num_samples", "num_samples", "test_n", "n") if k in self.metrics), None)
+        keys = ("test_num_samples", "num_samples", "test_n", "n")
+        n = next((self.metrics[k] for k in keys if k in self.metrics), None)
         return int(n) if isinstance(n, (int, float)) and math.isfinite(n) else None
 
 
