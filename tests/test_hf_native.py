@@ -5,8 +5,8 @@
   the labels, outputs are transformers output classes with ``output_hidden_states``;
 * a repo published the PEFT way (encoder + feature extractor with transformers' ``push_to_hub``, the task adapters with
   PEFT's, which writes each named adapter to ``<repo>/<adapter>/``) is found by ``ECGTaskClassifier``,
-  ``tac-ecg predict --model`` and the pipeline, online against the local test Hub and offline from the cache; PEFT's own loading by repo
-  id and subfolder online, and the form the README shows offline;
+  ``tac-ecg predict --model`` and the pipeline, online against the local test Hub and offline from the cache; PEFT's
+  own loading by repo id and subfolder online, and the form the README shows offline;
 * ``tac-ecg push DIR --repo-id`` of a run folder written by the package's training writers: a model card with the
   run's held-out metrics in ``model-index``, the base model by id, command and seed; no ``NaN`` in any JSON written;
 * ``import tac_ecg_hf`` writes and logs nothing, and the package uses no private huggingface_hub API.
