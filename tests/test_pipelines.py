@@ -153,6 +153,21 @@ def test_local_folder_and_a_model_already_wrapped(classify, records, offline_hom
     assert_same_scores(pipeline("ecg-classification", model=wrapped)(record), reference)
 
 
+def test_a_model_object_without_a_folder_needs_its_feature_extractor(records):
+    from support.repos import tiny_classifier, with_task_adapters
+
+    model = with_task_adapters(tiny_classifier(), tasks=("cpsc2018",))  # built in memory: no folder to read from
+    with pytest.raises(ValueError, match="needs the model's feature extractor"):
+        pipeline("ecg-classification", model=model)
+    fe = ECGFeatureExtractor()
+    result = pipeline("ecg-classification", model=model, feature_extractor=fe)(records[0])
+    windows = torch.from_numpy(fe(records[0])["input_values"])
+    with torch.no_grad():
+        expected = torch.sigmoid(model(input_values=windows).logits).mean(0).numpy()
+    labels = list(model.peft_config["cpsc2018"].labels)
+    np.testing.assert_allclose([scores(result)[label] for label in labels], expected, atol=1e-6, rtol=0)
+
+
 def test_auto_feature_extractor_and_auto_processor(offline_home):
     fe = AutoFeatureExtractor.from_pretrained(MODEL)
     assert isinstance(fe, ECGFeatureExtractor)
@@ -245,6 +260,14 @@ def test_zero_shot_scores_sum_to_one_and_ignore_label_order(zero_shot, records):
         assert_same_scores(got, zero_shot(one, candidate_labels=LABELS))
     with pytest.raises(ValueError, match="at least two"):
         zero_shot(record, candidate_labels=["normal ECG"])
+
+
+def test_zero_shot_with_a_cetp_model_object(cetp_repo, zero_shot, records):
+    from tac_ecg_hf import CETPModel
+
+    model = CETPModel.from_pretrained(cetp_repo["folder"] / "cetp")  # its feature extractor: the repo root's
+    got = pipeline("zero-shot-ecg-classification", model=model)(records[0], candidate_labels=LABELS)
+    assert_same_scores(got, zero_shot(records[0], candidate_labels=LABELS), atol=1e-5)
 
 
 def test_zero_shot_matches_the_dual_encoder(zero_shot, cetp_repo, records):
