@@ -179,6 +179,31 @@ def test_workers_give_the_same_rows(archive, tiny_repo, tmp_path, capsys):
     pd.testing.assert_frame_equal(results[0], results[1])
 
 
+def test_bf16_rows_are_within_the_parity_tolerance(archive, classifier, tmp_path, capsys):
+    out = {dtype: tmp_path / f"{dtype}.csv" for dtype in ("fp32", "bf16")}
+    for dtype, path in out.items():
+        assert predict([*archive["good"], "--task", "cpsc2018", "--out", path, "--quiet", "--dtype", dtype],
+                       capsys)[0] == 0
+    fp32, bf16 = (read_rows(p).sort_values("path") for p in out.values())
+    probs = [c for c in fp32.columns if c.startswith("prob/")]
+    difference = np.abs(fp32[probs].to_numpy(float) - bf16[probs].to_numpy(float)).max()
+    assert 0 < difference <= 0.02
+
+
+def test_bad_bulk_arguments_exit_2_with_one_line(archive, tmp_path, capsys):
+    records = [str(p) for p in archive["good"][:2]]
+    cases = {
+        "several records: give --out": [*records, "--task", "cpsc2018"],
+        "--plot draws one record": [*records, "--task", "cpsc2018", "--out", tmp_path / "x.csv", "--plot", "p.png"],
+        "use a .csv, .jsonl or .parquet": [*records, "--task", "cpsc2018", "--out", tmp_path / "x.txt"],
+        "would overwrite the input record": [records[0], "--task", "cpsc2018", "--out", records[0]],
+    }
+    for message, argv in cases.items():
+        code, stdout, stderr = predict(argv, capsys)
+        assert code == 2 and stderr.count("\n") == 1 and message in stderr, (message, stderr)
+    assert not (tmp_path / "x.csv").exists() and not (tmp_path / "x.txt").exists()
+
+
 def test_memory_stays_flat_as_the_record_count_grows(tiny_repo, data_root, tmp_path):
     """Peak memory allocated while predicting (tracemalloc: numpy arrays and Python objects, in-process with
     ``num_workers=0`` so that reading and preparing happen where it is measured) for 200 records is that of 25: only a
