@@ -72,22 +72,32 @@ class _RecordDataset:
         from .inference import reference_labels
 
         path = self.paths[i]
-        item = {"index": i, "path": str(path), "record_id": path.stem, "windows": {}, "notes": {}, "error": None, "reference": []}
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+        item = {"index": i, "path": str(path), "record_id": path.stem, "windows": {}, "notes": {}, "errors": {},
+                "reference": []}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
                 record = read_record(path, **self.read_kwargs)
-                item["record_id"] = record.record_id
-                item["reference"] = reference_labels(record)
-                for task, fe in self.extractors.items():
+            except (ValueError, OSError) as err:  # the package's input errors are ValueError/OSError subclasses
+                item["errors"] = dict.fromkeys(self.extractors, _one_line(err))
+                return item
+            item["record_id"] = record.record_id
+            item["reference"] = reference_labels(record)
+            # each task on its own: a single-lead record fails a 12-lead task and still gets its single-lead ones
+            for task, fe in self.extractors.items():
+                try:
                     prepared = fe.prepare(record)
                     item["windows"][task] = np.concatenate(list(fe.iter_windows(prepared, batch_size=self.batch_size)))
-                    pad = fe.padding_note(prepared)
-                    item["notes"][task] = list(prepared.notes) + ([pad] if pad else [])
-        except (ValueError, OSError) as err:  # the package's input errors are ValueError/OSError subclasses
-            item["error"] = " ".join(str(err).split()) or type(err).__name__
-            item["windows"] = {}
+                except (ValueError, OSError) as err:
+                    item["errors"][task] = _one_line(err)
+                    continue
+                pad = fe.padding_note(prepared)
+                item["notes"][task] = list(prepared.notes) + ([pad] if pad else [])
         return item
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def _identity(item):
@@ -117,6 +127,8 @@ class ResultWriter:
 
     def _existing(self) -> set[tuple[str, str]]:
         rows: list[dict] = []
+        if self.format in ("csv", "jsonl") and self.out.is_file():
+            _drop_partial_line(self.out)
         if self.format == "csv" and self.out.is_file():
             with open(self.out, newline="") as fh:
                 reader = csv.DictReader(fh)
@@ -189,6 +201,28 @@ class ResultWriter:
             self.parts.rmdir()
 
 
+def _drop_partial_line(path: Path) -> None:
+    """Cut a last line without its newline: the row an interrupted run was writing (a new row appended to it would
+    corrupt both; the record is predicted again)."""
+    with open(path, "rb+") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return
+        end, chunk = size, 1 << 16
+        while end > 0:
+            start = max(0, end - chunk)
+            fh.seek(start)
+            newline = fh.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                fh.truncate(start + newline + 1)
+                return
+            end = start
+        fh.truncate(0)
+
+
 @dataclass
 class BulkSummary:
     records: int
@@ -225,9 +259,12 @@ def bulk_predict(
     state = _distributed_state()
     if state is not None:
         paths = paths[state.process_index :: state.num_processes]
-        out = Path(out).with_name(f"{Path(out).stem}.rank{state.process_index}{Path(out).suffix}")
-    labels = [label for task in tasks for label in classifier.adapter_config(task).labels]
-    writer = ResultWriter(out, list(dict.fromkeys(labels)))
+        target = Path(out)
+        out = target.with_name(f"{target.stem}.rank{state.process_index}{target.suffix}")
+    labels = list(dict.fromkeys(label for task in tasks for label in classifier.adapter_config(task).labels))
+    writer = ResultWriter(out, labels)
+    if state is not None:  # what an earlier run merged into the requested file is done too
+        writer.done |= ResultWriter(target, labels).done
     pending = [p for p in paths if any((str(p), t) not in writer.done for t in tasks)]
     extractors = {task: classifier.feature_extractor(task) for task in tasks}
     dataset = _RecordDataset(pending, extractors, read_kwargs or {}, batch_size)
@@ -247,9 +284,10 @@ def bulk_predict(
             if (item["path"], task) in writer.done:
                 continue
             config = classifier.adapter_config(task)
-            row = {"path": item["path"], "record_id": item["record_id"], "task": task, "error": item["error"],
+            error = item["errors"].get(task)
+            row = {"path": item["path"], "record_id": item["record_id"], "task": task, "error": error,
                    "reference": ";".join(item["reference"])}
-            if item["error"] is None:
+            if error is None:
                 probs = item["sums"][task] / item["counts"][task]
                 multi = config.problem_type == "multi_label_classification"
                 cut = [threshold] * len(config.labels) if threshold is not None else classifier.thresholds(task)
@@ -276,8 +314,8 @@ def bulk_predict(
             index = item["index"]
             item.update(sums={}, counts={}, left={t: len(item["windows"].get(t, ())) for t in tasks})
             in_flight[index] = item
-            if item["error"] is not None:
-                failed += 1
+            failed += bool(item["errors"])
+            if not item["windows"]:  # nothing to run: every task failed
                 finish(index)
             for task in tasks:
                 if task in item["windows"]:
@@ -307,7 +345,9 @@ def _distributed_state():
         return None
     from accelerate import PartialState
 
-    return PartialState()
+    # cpu=True: the model predicts on the CPU and the processes only meet at a barrier (gloo); without it accelerate
+    # sees no accelerator and sets every process up as a single one (all would predict every file)
+    return PartialState(cpu=True)
 
 
 def _merge_ranks(state, rank_out: Path) -> None:

@@ -56,7 +56,9 @@ def _as_record(inputs: Any, sampling_rate, lead_names):
 class _ECGChunkPipeline(ChunkPipeline):
     """Shared preprocessing: read the record, prepare it once, and yield its windows one by one."""
 
-    _load_feature_extractor = True
+    # None: transformers' pipeline() loads the feature extractor when it can (a model id or folder) and leaves it to
+    # the pipeline otherwise (a model object, e.g. a PeftModel): each task's own comes from the model's folder
+    _load_feature_extractor = None
     _load_tokenizer = False
     _load_image_processor = False
     _load_processor = False
@@ -102,6 +104,10 @@ class ECGClassificationPipeline(_ECGChunkPipeline):
 
     def __init__(self, model, feature_extractor=None, adapter: str | list[str] | None = None, **kwargs):
         model, extractors, default = _classifier_with_adapters(model, adapter)
+        # tasks of a model object without a folder read with the feature extractor given
+        extractors = {task: fe or feature_extractor for task, fe in extractors.items()}
+        if None in extractors.values():
+            raise ValueError(_NO_FEATURE_EXTRACTOR)
         self._task_extractors = extractors
         self._default_adapter = default
         super().__init__(model=model, feature_extractor=feature_extractor or extractors.get(default), **kwargs)
@@ -159,6 +165,12 @@ class ECGClassificationPipeline(_ECGChunkPipeline):
         return results[: int(top_k)] if top_k is not None else results
 
 
+_NO_FEATURE_EXTRACTOR = (
+    "the pipeline needs the model's feature extractor: load the model from a folder or repo id with a "
+    "preprocessor_config.json, or pass feature_extractor=ECGFeatureExtractor.from_pretrained('<model folder or id>')."
+)
+
+
 def _classifier_with_adapters(model, adapter):
     """A classification model with its task adapter(s) loaded, and a feature extractor per task."""
     from peft import PeftModel
@@ -170,7 +182,7 @@ def _classifier_with_adapters(model, adapter):
     if isinstance(model, PeftModel):
         tasks = list(model.peft_config)
         folder = _repo_folder(model.get_base_model())
-        extractors = {t: load_feature_extractor(folder, t) for t in tasks} if folder else {}
+        extractors = {t: load_feature_extractor(folder, t) if folder else None for t in tasks}
         return model, extractors, adapter if isinstance(adapter, str) else model.active_adapter
     folder = _repo_folder(model)
     adapters = [adapter] if isinstance(adapter, str) else list(adapter or [])
@@ -232,6 +244,13 @@ class ZeroShotECGClassificationPipeline(_ECGChunkPipeline):
                 )
             model = CETPModel.from_pretrained(folder / CETP_SUBFOLDER)
             feature_extractor = feature_extractor or load_feature_extractor(folder)
+        elif feature_extractor is None:  # a CETP model object: its folder's, else the repo root's (one level up)
+            folder = _repo_folder(model)
+            candidates = [folder, folder.parent] if folder else []
+            found = [f for f in candidates if (f / "preprocessor_config.json").is_file()]
+            if not found:
+                raise ValueError(_NO_FEATURE_EXTRACTOR)
+            feature_extractor = load_feature_extractor(found[0])
         tokenizer = tokenizer or AutoTokenizer.from_pretrained(model.text_model_path())
         self._text_cache: dict[tuple, torch.Tensor] = {}
         super().__init__(model=model.eval(), feature_extractor=feature_extractor, tokenizer=tokenizer, **kwargs)
@@ -261,6 +280,7 @@ class ZeroShotECGClassificationPipeline(_ECGChunkPipeline):
             self._text_cache[key] = self.model.encode_texts(prompts, self.tokenizer)
         return self._text_cache[key]
 
+    @torch.no_grad()  # transformers runs only _forward without gradients; logit_scale is a Parameter
     def postprocess(self, model_outputs, candidate_labels=None, hypothesis_template="{}", top_k=None):
         if not candidate_labels:
             raise ValueError("pass candidate_labels=[...] (at least two clinical phrases).")

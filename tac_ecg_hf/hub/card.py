@@ -69,8 +69,8 @@ METRIC_NAMES = {
     "accuracy": ("accuracy", "accuracy"),
     "macro_auprc": ("average_precision", "macro-AUPRC"),
 }
-# Trainer bookkeeping that is not a quality metric.
-_NOT_METRICS = re.compile(r"(^|_)(loss|runtime|samples_per_second|steps_per_second|num_samples|num_skipped|epoch)$")
+# Trainer bookkeeping and sample counts (``n``: tac_ecg_hf.evaluation's), not quality metrics.
+_NOT_METRICS = re.compile(r"(^|_)(loss|runtime|samples_per_second|steps_per_second|num_samples|n|num_skipped|epoch)$")
 
 
 @dataclass
@@ -109,7 +109,8 @@ class RunMetadata:
 
     @property
     def num_samples(self) -> int | None:
-        n = self.metrics.get("test_num_samples", self.metrics.get("num_samples"))
+        keys = ("test_num_samples", "num_samples", "test_n", "n")
+        n = next((self.metrics[k] for k in keys if k in self.metrics), None)
         return int(n) if isinstance(n, (int, float)) and math.isfinite(n) else None
 
 

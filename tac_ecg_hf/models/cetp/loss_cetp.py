@@ -6,7 +6,9 @@ processes are gathered and every process computes the loss over the *global* bat
 carries no gradient; each process puts its own local features (with their gradients) back in its slice of the
 gathered tensor, so every process back-propagates through exactly its own samples (open_clip's
 ``gather_with_grad=False``; the DDP gradient average then scales the gradient by 1/world size, which the learning rate
-absorbs).
+absorbs). The temperature is used whole by every process, so its gradient would come out whole on each and stay whole
+after the average; it is scaled by 1/world size as well, so that a DDP step is the single-process step on the global
+batch at learning rate / world size for every parameter (open_clip leaves the temperature's at full scale).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ class CETPLoss(nn.Module):
     def forward(self, ecg_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
         all_ecg = gather_features(ecg_features)
         all_text = gather_features(text_features)
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        if world > 1:  # same value; gradient 1/world, as the features' (see the module docstring)
+            logit_scale = logit_scale.detach() + (logit_scale - logit_scale.detach()) / world
         logits_per_ecg = logit_scale * all_ecg @ all_text.t()
         labels = torch.arange(len(logits_per_ecg), device=logits_per_ecg.device)
         return (nn.functional.cross_entropy(logits_per_ecg, labels) + nn.functional.cross_entropy(logits_per_ecg.t(), labels)) / 2
