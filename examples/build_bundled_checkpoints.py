@@ -125,7 +125,7 @@ def commands_for(repo_id: str, runs: Path, data_dir: str, quick: bool) -> dict[s
 
 
 def _done(cmd: list[str]) -> bool:
-    out = Path(cmd[cmd.index("--output_dir") + 1])
+    out = REPO / cmd[cmd.index("--output_dir") + 1]
     return (out / ("cetp_metrics.json" if "pretrain_cetp.py" in cmd[1] else "result.json")).is_file()
 
 
@@ -224,8 +224,9 @@ def assemble(repo_id: str, runs: Path, root: Path, data_dir: str, cmds: dict[str
                              "trainable_params": result.get("trainable_params"), "total_params": result.get("total_params")}
         dump_json(config, target / task / "adapter_config.json")
         (target / task / "card_metadata.json").unlink(missing_ok=True)
+        headline = ("macro_auc", "macro_f1", "accuracy", "empty_decision_rate", "n")
         write_card_metadata(
-            target / task, task=task, method="lrc", metrics={k: v for k, v in held_out.items() if not isinstance(v, (list, dict))},
+            target / task, task=task, method="lrc", metrics={k: held_out[k] for k in headline if k in held_out},
             split="test", command=config["metrics"]["command"], seed=SEED, base_model=repo_id, details=details,
         )
         summary[task] = {"test": {k: held_out.get(k) for k in ("n", "macro_auc", "macro_f1", "empty_decision_rate")},
@@ -302,10 +303,12 @@ def main(argv=None):
 
     from tac_ecg_hf.jsonutil import dump_json
 
-    runs, root = Path(args.runs).resolve(), Path(args.root).resolve()
-    data_dir = str(Path(args.data_dir).resolve())
+    # the commands (recorded in the cards) keep the paths as given, relative to the repository; this process uses
+    # them resolved
+    runs, root = (REPO / args.runs).resolve(), Path(args.root).resolve()
+    data_dir = str((REPO / args.data_dir).resolve())
     for repo_id in args.encoders:
-        cmds = commands_for(repo_id, runs, data_dir, args.quick)
+        cmds = commands_for(repo_id, Path(args.runs), args.data_dir, args.quick)
         if not args.assemble_only:
             for step, cmd in cmds.items():
                 if args.resume and _done(cmd):

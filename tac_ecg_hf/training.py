@@ -355,6 +355,7 @@ def run_finetune(model_args: ModelArguments, data_args: DataArguments, training_
     from .metrics import compute_metrics_for_trainer, find_optimal_thresholds
 
     set_seed(training_args.seed)
+    training_args.remove_unused_columns = False  # the transform needs the stored signal columns
     task = get_task(data_args.task)
     fe = task_feature_extractor(task.name, load_base_extractor(model_args.base_model))
     dataset = task_datasets(data_args, fe, seed=training_args.seed)
@@ -438,7 +439,7 @@ def save_run(model, feature_extractor, task: str, model_args: ModelArguments, ou
         for path in base.iterdir():
             if path.is_file() and (path.name == "config.json" or path.name.startswith("model.safetensors")):
                 shutil.copy2(path, out / path.name)
-        model.save_pretrained(out)  # <out>/<task>/adapter_config.json + adapter_model.safetensors
+        model.save_pretrained(out, save_embedding_layers=False)  # <out>/<task>/adapter_config.json + weights
         root_fe = load_base_extractor(model_args.base_model)
         root_fe.save_pretrained(out)
         if feature_extractor.to_dict() != root_fe.to_dict():
@@ -588,6 +589,7 @@ def run_pretrain_cetp(cetp_args: CETPArguments, data_args: DataArguments, traini
     )
     pairs["validation"].set_transform(ECGTransform(fe, train=False, keep=("text",)))
     training_args.label_names = []
+    training_args.remove_unused_columns = False  # the transform needs the stored signal and text columns
     trainer = Trainer(
         model=model,
         args=training_args,

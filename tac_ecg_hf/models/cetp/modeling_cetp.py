@@ -169,6 +169,7 @@ class CETPModel(CETPPreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        kwargs.setdefault("dtype", torch.float32)  # as the encoders: never half precision by surprise
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         reference = model.config.text_model_name_or_path
         if reference is not None:
