@@ -210,21 +210,21 @@ class ECGTaskClassifier:
         """The task's labels, ``problem_type`` and ``thresholds``: its adapter config, or for a fine-tuned classifier
         without adapters its model config (``id2label``, ``problem_type``, ``decision_thresholds``)."""
         peft_config = getattr(self.model, "peft_config", None)
-        if peft_config is not None and task in peft_config:
-            return peft_config[task]
+        if peft_config is not None and task in peft_config and getattr(peft_config[task], "labels", None):
+            return peft_config[task]  # an LRC-Adapter carries its task's labels, loss and thresholds
         self._check_task(task)
-        config = self.model.config
+        config = self.model.config  # other PEFT methods (LoRA) and fine-tuned classifiers: the model's own
         labels = [config.id2label[i] for i in range(config.num_labels)]
         return _TaskConfig(labels, config.problem_type or get_task(task).problem_type, config.decision_thresholds)
 
     def set_thresholds(self, task: str, thresholds: Sequence[float] | None) -> None:
         """Use ``thresholds`` (one per class, in [0, 1]) for ``task``'s decisions from now on (not saved)."""
         values = None if thresholds is None else [check_threshold(t) for t in thresholds]
-        peft_config = getattr(self.model, "peft_config", None)
-        if peft_config is not None and task in peft_config:
-            peft_config[task].thresholds = values
-        else:
+        config = self.adapter_config(task)
+        if isinstance(config, _TaskConfig):
             self.model.config.decision_thresholds = values
+        else:
+            config.thresholds = values
 
     def feature_extractor(self, task: str):
         """The feature extractor ``task`` reads its input with."""

@@ -192,9 +192,11 @@ def cross_validation_split(dataset, k: int, fold: int, seed: int = 0):
     strat = np.asarray(pool["fold"])
     fold_of = np.where(strat >= 1, (strat - 1) % k, -1)
     others = np.flatnonzero(strat < 1).tolist()
-    if others:
+    if others and "labels" in pool.column_names:
         labels = pool.select(others)["labels"]
         fold_of[others] = kfold_assignment([stratify_key(y) for y in labels], k, seed)
+    elif others:  # ECG-text pairs carry no labels: a deterministic random assignment
+        fold_of[others] = np.random.default_rng(seed).permutation(len(others)) % k
     validation = (fold - 1) % k
     index = {
         "train": np.flatnonzero((fold_of != fold) & (fold_of != validation)),
@@ -437,8 +439,11 @@ def save_run(model, feature_extractor, task: str, model_args: ModelArguments, ou
     if isinstance(model, PeftModel):
         base = resolve_model(model_args.base_model)
         for path in base.iterdir():
-            if path.is_file() and (path.name == "config.json" or path.name.startswith("model.safetensors")):
+            if path.is_file() and path.name.startswith("model.safetensors"):
                 shutil.copy2(path, out / path.name)
+        # the config of the classifier the adapter was trained in: its labels size the head of a LoRA run (an LRC task
+        # head comes with the adapter)
+        model.get_base_model().config.save_pretrained(out)
         model.save_pretrained(out, save_embedding_layers=False)  # <out>/<task>/adapter_config.json + weights
         root_fe = load_base_extractor(model_args.base_model)
         root_fe.save_pretrained(out)
@@ -457,8 +462,8 @@ def set_thresholds(out: Path, task: str, thresholds: list[float]) -> None:
     """Store calibrated per-class thresholds with the model: in the task adapter's ``adapter_config.json``, or for a
     fully fine-tuned classifier in its ``config.json`` (``decision_thresholds``)."""
     path = out / task / "adapter_config.json"
-    if not path.is_file():
-        path = out / "config.json"
+    if not path.is_file() or json.loads(path.read_text()).get("peft_type") != "LRC_ADAPTER":
+        path = out / "config.json"  # fine-tuned classifiers and other PEFT methods (LoRA): the model's config
     key = "thresholds" if path.name == "adapter_config.json" else "decision_thresholds"
     config = json.loads(path.read_text())
     config[key] = [round(float(t), 6) for t in thresholds]
@@ -574,6 +579,8 @@ def run_pretrain_cetp(cetp_args: CETPArguments, data_args: DataArguments, traini
         data_args.data_dir, sources=data_args.source_list, text_source=cetp_args.text_source, feature_extractor=fe,
         cache_dir=data_args.cache_dir, max_records=data_args.max_records,
     )
+    if data_args.cv_folds:  # CETP on the training folds' pairs only (the label-efficiency and claims benchmarks)
+        pairs = cross_validation_split(pairs, data_args.cv_folds, data_args.cv_fold, seed=training_args.seed)
     pairs.pop("test")  # never seen in pre-training
     text_model = cetp_args.text_model or DEFAULT_TEXT_MODEL_ID
     model = CETPModel.from_ecg_text_pretrained(
