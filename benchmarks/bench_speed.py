@@ -39,19 +39,31 @@ from pathlib import Path
 
 import common
 
-
 SECTIONS = ("forward", "bulk", "train", "memory", "cli")
 DEFAULT_MODEL = "tac-ecg/xresnet1d101-cetp"  # the CLI's default
 #: name -> (dtype, compile) for ECGTaskClassifier.set_precision
-VARIANTS = {"fp32": ("fp32", False), "bf16": ("bf16", False), "compile": ("fp32", True), "compile+bf16": ("bf16", True)}
+VARIANTS = {
+    "fp32": ("fp32", False),
+    "bf16": ("bf16", False),
+    "compile": ("fp32", True),
+    "compile+bf16": ("bf16", True),
+}
 TARGETS = {  # name -> (threshold, ">=" or "<=", what)
     "bulk_vs_forward_fp32": (0.7, ">=", "bulk records/s / forward-only records/s, fp32"),
     "bulk_best_vs_forward_fp32_eager": (2.0, ">=", "bulk records/s ({best}) / forward-only records/s in fp32 eager"),
     "adapter_vs_full_train_fp32": (1.5, ">=", "adapter / full fine-tuning training steps/s, fp32"),
     "adapter_vs_full_train_bf16": (1.5, ">=", "adapter / full fine-tuning training steps/s, bf16 autocast"),
     "memory_growth": (1.10, "<=", "peak RSS at the most records / at the fewest (flat: within 10 %)"),
-    "cli_single_vs_import_torch": (2.5, "<=", "`tac-ecg predict RECORD` wall / `python -c 'import torch'` (best of N)"),
-    "cli_folder_vs_single": (3.0, "<=", "`tac-ecg predict DIR --out x.csv` ({n} records) wall / one record (best of N)"),
+    "cli_single_vs_import_torch": (
+        2.5,
+        "<=",
+        "`tac-ecg predict RECORD` wall / `python -c 'import torch'` (best of N)",
+    ),
+    "cli_folder_vs_single": (
+        3.0,
+        "<=",
+        "`tac-ecg predict DIR --out x.csv` ({n} records) wall / one record (best of N)",
+    ),
 }
 
 
@@ -67,7 +79,9 @@ class Context:
         self.args, self.tmp = args, Path(tmp)
         source = args.data_dir / "cpsc2018"
         if not (source / "A0001.hea").is_file():
-            raise SystemExit(f"CPSC2018 records not found in {source}: pass --data-dir (the folder holding cpsc2018/).")
+            raise SystemExit(
+                f"CPSC2018 records not found in {source}: pass --data-dir (the folder holding cpsc2018/)."
+            )
         self.all_records = expand_inputs([source])
         self.records = self.all_records[: args.records]
         self.folder = self.link_records(self.tmp / "records", self.records)
@@ -86,7 +100,7 @@ class Context:
         return folder
 
     def classifier(self, model: str, variant: str):
-        """An ``ECGTaskClassifier`` for ``--task`` in ``variant`` precision (loaded once; compiled lazily on first use)."""
+        """An ``ECGTaskClassifier`` for ``--task`` in ``variant`` precision (loaded once, compiled on first use)."""
         from tac_ecg_hf.inference import ECGTaskClassifier
 
         key = (model, variant)
@@ -187,12 +201,21 @@ def bench_bulk(ctx: Context) -> dict:
     for precision in ("fp32", best):
         clf = ctx.classifier(model, precision)
         # compile for every batch shape of the run (full batches and the remainder) before timing
-        warm[precision] = sum(first_call_seconds(lambda b=b: clf.logits(b, task)) for b in {len(b): b for b in parts}.values())
+        warm[precision] = sum(
+            first_call_seconds(lambda b=b: clf.logits(b, task)) for b in {len(b): b for b in parts}.values()
+        )
 
         def bulk(clf=clf, precision=precision):
             outs[precision] = ctx.new_out()
-            summaries[precision] = bulk_predict(clf, [ctx.folder], [task], outs[precision], batch_size=args.batch_size,
-                                                num_workers=args.workers, progress=False)
+            summaries[precision] = bulk_predict(
+                clf,
+                [ctx.folder],
+                [task],
+                outs[precision],
+                batch_size=args.batch_size,
+                num_workers=args.workers,
+                progress=False,
+            )
 
         def forward(clf=clf):
             for b in parts:
@@ -228,7 +251,9 @@ def bench_bulk(ctx: Context) -> dict:
         },
         "rows_failed": {p: int(s.failed) for p, s in summaries.items()},
         "rows_written": {p: int(s.rows) for p, s in summaries.items()},
-        "max_abs_dprob_bulk_best_vs_fp32": float((frames[best][prob_columns] - frames["fp32"][prob_columns]).abs().max().max()),
+        "max_abs_dprob_bulk_best_vs_fp32": float(
+            (frames[best][prob_columns] - frames["fp32"][prob_columns]).abs().max().max()
+        ),
     }
 
 
@@ -247,8 +272,15 @@ def build_trainee(encoder: str, method: str, task: str, samples: int):
 
     spec = get_task(task)
     preset, overrides = common.resolve_encoder(encoder)
-    config = create_encoder_config(preset, **overrides, num_samples=samples, num_labels=spec.num_labels,
-                                   id2label=spec.id2label, label2id=spec.label2id, problem_type=spec.problem_type)
+    config = create_encoder_config(
+        preset,
+        **overrides,
+        num_samples=samples,
+        num_labels=spec.num_labels,
+        id2label=spec.id2label,
+        label2id=spec.label2id,
+        problem_type=spec.problem_type,
+    )
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_config(config)
     if method == "adapter":
@@ -272,7 +304,11 @@ def bench_train(ctx: Context) -> dict:
             trainable = [p for p in model.parameters() if p.requires_grad]
             params[method] = sum(p.numel() for p in trainable)
             optimizer = torch.optim.AdamW(trainable, lr=1e-4)
-            autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
+            autocast = (
+                (lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+                if precision == "bf16"
+                else contextlib.nullcontext
+            )
 
             def step(model=model, optimizer=optimizer, autocast=autocast):
                 with autocast():
@@ -321,23 +357,44 @@ def bench_memory(ctx: Context) -> dict:
             made += 1
         link_s = time.perf_counter() - start
         out = ctx.new_out()
-        cmd = tac_ecg_command() + ["predict", str(folder), "--out", str(out), "--quiet", "--workers", str(args.workers)]
+        cmd = tac_ecg_command() + [
+            "predict",
+            str(folder),
+            "--out",
+            str(out),
+            "--quiet",
+            "--workers",
+            str(args.workers),
+        ]
         cmd += cli_flags(args) + (["--batch-size", str(args.batch_size)] if args.batch_size != 64 else [])
         run = common.run_measured(cmd, env=common.child_env(args.threads), sample_every=0.5)
         with open(out) as f:
             written = sum(1 for _ in f) - 1
         out.unlink()
-        rows.append({"records": made, "rows_written": written, "wall_s": run["wall_s"], "records_per_s": made / run["wall_s"],
-                     "peak_rss_mb": run["peak_rss_mb"], "tree_pss_peak_mb": run["tree_pss_peak_mb"], "link_s": link_s})
+        rows.append(
+            {
+                "records": made,
+                "rows_written": written,
+                "wall_s": run["wall_s"],
+                "records_per_s": made / run["wall_s"],
+                "peak_rss_mb": run["peak_rss_mb"],
+                "tree_pss_peak_mb": run["tree_pss_peak_mb"],
+                "link_s": link_s,
+            }
+        )
         print(f"  {made} records: {run['wall_s']:.1f} s, peak RSS {run['peak_rss_mb']:.0f} MB")
     first, last = rows[0], rows[-1]
     return {
         "model": args.models[0],
         "sources": [p.stem for p in sources],
-        "command": " ".join(["tac-ecg"] + cmd[len(tac_ecg_command()):]).replace(str(folder), "DIR").replace(str(out), "x.csv"),
+        "command": " ".join(["tac-ecg"] + cmd[len(tac_ecg_command()) :])
+        .replace(str(folder), "DIR")
+        .replace(str(out), "x.csv"),
         "runs": rows,
         "growth": last["peak_rss_mb"] / first["peak_rss_mb"],
-        "mb_per_10k_records": 1e4 * (last["peak_rss_mb"] - first["peak_rss_mb"]) / max(1, last["records"] - first["records"]),
+        "mb_per_10k_records": 1e4
+        * (last["peak_rss_mb"] - first["peak_rss_mb"])
+        / max(1, last["records"] - first["records"]),
     }
 
 
@@ -377,8 +434,11 @@ def bench_cli(ctx: Context) -> dict:
     commands = {
         "import torch": lambda: [sys.executable, "-c", "import torch"],
         "predict 1 record": lambda: tac + ["predict", record] + common_flags,
-        f"predict DIR ({n} records)": lambda: tac + ["predict", str(ctx.folder), "--out", str(ctx.new_out()), "--quiet",
-                                                      "--workers", str(args.workers)] + common_flags,
+        f"predict DIR ({n} records)": lambda: (
+            tac
+            + ["predict", str(ctx.folder), "--out", str(ctx.new_out()), "--quiet", "--workers", str(args.workers)]
+            + common_flags
+        ),
     }
     peaks: dict[str, float] = {}
 
@@ -397,7 +457,7 @@ def bench_cli(ctx: Context) -> dict:
     best = {name: min(w) for name, w in walls.items()}
     single, folder = "predict 1 record", f"predict DIR ({n} records)"
     per_round = [{name: walls[name][r] for name in commands} for r in range(args.cli_rounds)]
-    shown = ["tac-ecg"] + commands[single]()[len(tac):]
+    shown = ["tac-ecg"] + commands[single]()[len(tac) :]
     out = {
         "commands": {
             "import torch": 'python -c "import torch"',
@@ -415,7 +475,9 @@ def bench_cli(ctx: Context) -> dict:
             "folder_vs_single_best": best[folder] / best[single],
             "folder_vs_single": common.ratio(per_round, folder, single),
         },
-        "importtime": {"import tac_ecg_hf": importtime([sys.executable, "-X", "importtime", "-c", "import tac_ecg_hf"], env)},
+        "importtime": {
+            "import tac_ecg_hf": importtime([sys.executable, "-X", "importtime", "-c", "import tac_ecg_hf"], env)
+        },
     }
     if not args.quick:
         cmd = [sys.executable, "-X", "importtime"] + (tac if tac[0] != sys.executable else tac[1:])
@@ -446,7 +508,9 @@ def targets(results: dict) -> list[dict]:
     for name, value in values.items():
         threshold, op, what = TARGETS[name]
         met = value >= threshold if op == ">=" else value <= threshold
-        rows.append({"name": name, "what": what.format(**fill), "value": value, "target": f"{op} {threshold}", "met": met})
+        rows.append(
+            {"name": name, "what": what.format(**fill), "value": value, "target": f"{op} {threshold}", "met": met}
+        )
     return rows
 
 
@@ -469,67 +533,95 @@ def body_markdown(results: dict, image_dir: str) -> str:
     tg = results.get("targets")
     if tg:
         rows = [[t["what"], t["value"], t["target"], t["met"]] for t in tg]
-        parts.append("**Targets of issue 12**\n\n" + common.markdown_table(["measure", "value", "target", "met"], rows))
+        parts.append(
+            "**Targets of issue 12**\n\n" + common.markdown_table(["measure", "value", "target", "met"], rows)
+        )
     if "forward" in results:
         text = "**(a) Forward** (batch of real CPSC2018 windows, 12 x 1000 samples, one thread)\n\n"
         for model, r in results["forward"].items():
             text += f"`{model}`, batch {r['batch_windows']}:\n\n"
             text += speed_table(r["variants"], "windows/s", r["speedup_vs_fp32"], "fp32") + "\n\n"
             compile_s = {n: v["first_call_s"] for n, v in r["variants"].items() if VARIANTS[n][1]}
-            text += (f"bf16 relative error of the pooled features: {r['bf16_pooled_rel_error']:.2%}; max |dp| against "
-                     f"fp32: " + ", ".join(f"{n} {v:.4f}" for n, v in r["max_abs_dprob_vs_fp32"].items()) + ". ")
+            text += (
+                f"bf16 relative error of the pooled features: {r['bf16_pooled_rel_error']:.2%}; max |dp| against "
+                f"fp32: " + ", ".join(f"{n} {v:.4f}" for n, v in r["max_abs_dprob_vs_fp32"].items()) + ". "
+            )
             if compile_s:
                 text += "First call (compilation): " + ", ".join(f"{n} {v:.0f} s" for n, v in compile_s.items()) + "."
             text += "\n\n"
         parts.append(text + f"![forward throughput]({image_dir}/speed_forward.png)")
     if "bulk" in results:
         b = results["bulk"]
-        text = (f"**(b) Bulk prediction** of {b['records']} CPSC2018 WFDB records ({b['windows']} windows) with "
-                f"`{b['model']}`, `bulk_predict(..., batch_size={b['batch_size']}, num_workers={b['workers']})`, "
-                "against a loop of `ECGTaskClassifier.predict`, the forward alone on the same windows, and reading + "
-                "preparing the records in one process (what the workers do)\n\n")
+        text = (
+            f"**(b) Bulk prediction** of {b['records']} CPSC2018 WFDB records ({b['windows']} windows) with "
+            f"`{b['model']}`, `bulk_predict(..., batch_size={b['batch_size']}, num_workers={b['workers']})`, "
+            "against a loop of `ECGTaskClassifier.predict`, the forward alone on the same windows, and reading + "
+            "preparing the records in one process (what the workers do)\n\n"
+        )
         text += speed_table(b["variants"], "records/s") + "\n\n"
         text += common.markdown_table(
             ["ratio of speeds (records/s)", "median", "rounds min-max"],
-            [[k.replace("_vs_", " / "), r["median"], f"{r['min']:.2f}-{r['max']:.2f}"] for k, r in b["ratios"].items()],
+            [
+                [k.replace("_vs_", " / "), r["median"], f"{r['min']:.2f}-{r['max']:.2f}"]
+                for k, r in b["ratios"].items()
+            ],
         )
-        text += (f"\n\nFailed rows: {b['rows_failed']}; max |dp| between the bulk {b['best']} and fp32 outputs: "
-                 f"{b['max_abs_dprob_bulk_best_vs_fp32']:.4f}. Warm-up "
-                 "(compile for each batch shape), not timed: " + ", ".join(f"{k} {v:.1f} s" for k, v in b["warmup_s"].items())
-                 + f".\n\n![bulk throughput]({image_dir}/speed_bulk.png)")
+        text += (
+            f"\n\nFailed rows: {b['rows_failed']}; max |dp| between the bulk {b['best']} and fp32 outputs: "
+            f"{b['max_abs_dprob_bulk_best_vs_fp32']:.4f}. Warm-up (compile for each batch shape), not timed: "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in b["warmup_s"].items())
+            + f".\n\n![bulk throughput]({image_dir}/speed_bulk.png)"
+        )
         parts.append(text)
     if "train" in results:
         t = results["train"]
-        text = (f"**(c) Training steps** (forward + backward + AdamW, batch {t['batch_size']} x 12 x {t['samples']}, "
-                f"`{t['encoder']}`; trainable parameters: adapter {t['trainable_params']['adapter']:,}, full "
-                f"{t['trainable_params']['full']:,})\n\n")
+        text = (
+            f"**(c) Training steps** (forward + backward + AdamW, batch {t['batch_size']} x 12 x {t['samples']}, "
+            f"`{t['encoder']}`; trainable parameters: adapter {t['trainable_params']['adapter']:,}, full "
+            f"{t['trainable_params']['full']:,})\n\n"
+        )
         text += speed_table(t["variants"], "samples/s") + "\n\n"
-        text += common.markdown_table(["speed-up", "median", "rounds min-max"],
-                                      [[k.replace("_vs_", " / "), r["median"], f"{r['min']:.2f}-{r['max']:.2f}"]
-                                       for k, r in t["ratios"].items()])
+        text += common.markdown_table(
+            ["speed-up", "median", "rounds min-max"],
+            [
+                [k.replace("_vs_", " / "), r["median"], f"{r['min']:.2f}-{r['max']:.2f}"]
+                for k, r in t["ratios"].items()
+            ],
+        )
         parts.append(text + f"\n\n![training throughput]({image_dir}/speed_train.png)")
     if "memory" in results:
         m = results["memory"]
-        rows = [[r["records"], r["rows_written"], r["wall_s"], r["records_per_s"], r["peak_rss_mb"], r["tree_pss_peak_mb"]]
-                for r in m["runs"]]
-        text = (f"**(d) Memory of bulk runs**: `{m['command']}` over folders of symbolic links to {len(m['sources'])} "
-                "real 10 s records; peak RSS = the kernel's peak of the largest process (`ru_maxrss` under a small "
-                "launcher), tree = largest 0.5 s sample of the summed PSS of the main process and its DataLoader "
-                "workers (shared pages split between them)\n\n")
+        rows = [
+            [r["records"], r["rows_written"], r["wall_s"], r["records_per_s"], r["peak_rss_mb"], r["tree_pss_peak_mb"]]
+            for r in m["runs"]
+        ]
+        text = (
+            f"**(d) Memory of bulk runs**: `{m['command']}` over folders of symbolic links to {len(m['sources'])} "
+            "real 10 s records; peak RSS = the kernel's peak of the largest process (`ru_maxrss` under a small "
+            "launcher), tree = largest 0.5 s sample of the summed PSS of the main process and its DataLoader "
+            "workers (shared pages split between them)\n\n"
+        )
         text += common.markdown_table(["records", "rows", "wall s", "records/s", "peak RSS MB", "tree PSS MB"], rows)
-        text += (f"\n\nGrowth of the peak from {m['runs'][0]['records']:,} to {m['runs'][-1]['records']:,} records: "
-                 f"x{m['growth']:.3f} ({m['mb_per_10k_records']:.1f} MB per 10k records).\n\n"
-                 f"![memory vs records]({image_dir}/speed_memory.png)")
+        text += (
+            f"\n\nGrowth of the peak from {m['runs'][0]['records']:,} to {m['runs'][-1]['records']:,} records: "
+            f"x{m['growth']:.3f} ({m['mb_per_10k_records']:.1f} MB per 10k records).\n\n"
+            f"![memory vs records]({image_dir}/speed_memory.png)"
+        )
         parts.append(text)
     if "cli" in results:
         c = results["cli"]
         rows = [[c["commands"][n], min(w), max(w), len(w), c["peak_rss_mb"][n]] for n, w in c["walls_s"].items()]
         text = "**(e) Command line** (alternated rounds; wall of the process)\n\n" + common.markdown_table(
-            ["command", "best s", "worst s", "n", "peak RSS MB"], rows)
+            ["command", "best s", "worst s", "n", "peak RSS MB"], rows
+        )
         for what, imp in c["importtime"].items():
-            text += (f"\n\n`{imp['command']}`: {imp['total_s']:.2f} s of imports; by top-level package (self time): "
-                     + ", ".join(f"{k} {v:.2f} s" for k, v in imp["by_package_s"].items()) + "; slowest modules: "
-                     + ", ".join(f"`{k}` {v:.2f} s" for k, v in list(imp["slowest_modules_self_s"].items())[:6]) + ".")
+            text += (
+                f"\n\n`{imp['command']}`: {imp['total_s']:.2f} s of imports; by top-level package (self time): "
+                + ", ".join(f"{k} {v:.2f} s" for k, v in imp["by_package_s"].items())
+                + "; slowest modules: "
+                + ", ".join(f"`{k}` {v:.2f} s" for k, v in list(imp["slowest_modules_self_s"].items())[:6])
+                + "."
+            )
         parts.append(text + f"\n\n![command line walls]({image_dir}/speed_cli.png)")
     return "\n\n".join(parts)
 
@@ -547,24 +639,42 @@ def plots(results: dict, out: Path) -> list[str]:
         paths.append(str(out / name))
 
     if "forward" in results:
-        bars("speed_forward.png", [(m.split("/")[-1], n, v["per_s"]) for m, r in results["forward"].items()
-                                   for n, v in r["variants"].items()],
-             f"Forward, {threads} thread(s)", "10 s windows / s")
+        bars(
+            "speed_forward.png",
+            [
+                (m.split("/")[-1], n, v["per_s"])
+                for m, r in results["forward"].items()
+                for n, v in r["variants"].items()
+            ],
+            f"Forward, {threads} thread(s)",
+            "10 s windows / s",
+        )
     if "bulk" in results:
         b = results["bulk"]
-        triples = [(p, kind, b["variants"][f"{kind} {p}"]["per_s"]) for p in ("fp32", b["best"])
-                   for kind in ("bulk", "forward") if f"{kind} {p}" in b["variants"]]
+        triples = [
+            (p, kind, b["variants"][f"{kind} {p}"]["per_s"])
+            for p in ("fp32", b["best"])
+            for kind in ("bulk", "forward")
+            if f"{kind} {p}" in b["variants"]
+        ]
         triples.append(("fp32", "single-record loop", b["variants"]["single-record loop fp32"]["per_s"]))
         triples.append(("fp32", "read+prepare only", b["variants"]["read+prepare only"]["per_s"]))
-        bars("speed_bulk.png", triples, f"{b['records']} CPSC2018 records, {threads} thread(s), {b['workers']} worker(s)",
-             "records / s")
+        bars(
+            "speed_bulk.png",
+            triples,
+            f"{b['records']} CPSC2018 records, {threads} thread(s), {b['workers']} worker(s)",
+            "records / s",
+        )
     if "train" in results:
-        bars("speed_train.png", [(n.split()[1], n.split()[0], v["per_s"]) for n, v in results["train"]["variants"].items()],
-             f"Training steps, {results['train']['encoder']}, {threads} thread(s)", "samples / s")
+        bars(
+            "speed_train.png",
+            [(n.split()[1], n.split()[0], v["per_s"]) for n, v in results["train"]["variants"].items()],
+            f"Training steps, {results['train']['encoder']}, {threads} thread(s)",
+            "samples / s",
+        )
     if "cli" in results:
         c = results["cli"]
-        bars("speed_cli.png", {n: 1e3 * s for n, s in c["best_s"].items()}, "Command-line wall time (best of N)",
-             "ms")
+        bars("speed_cli.png", {n: 1e3 * s for n, s in c["best_s"].items()}, "Command-line wall time (best of N)", "ms")
     if "memory" in results:
         runs = results["memory"]["runs"]
         fig = Figure(figsize=(6, 4), dpi=90)
@@ -583,12 +693,13 @@ def plots(results: dict, out: Path) -> list[str]:
     return paths
 
 
-SECTION_INTRO = """`benchmarks/bench_speed.py` measures, on one torch thread, what issue 12 asks for: the forward in fp32 /
-bf16 autocast / `torch.compile` / compile + bf16, end-to-end bulk prediction from WFDB files against single-record
-predictions and the forward alone, adapter against full fine-tuning training steps, the memory of bulk runs as the
-number of records grows, and the command line's wall time. Within a section the variants are timed in interleaved
-rounds with a rotating order (`torch.utils.benchmark` for the statistics), so that load from other processes hits all
-of them alike; the ratios are per-round ratios (median and range). Full JSON and markdown: `benchmarks/results/speed.*`."""
+SECTION_INTRO = """`benchmarks/bench_speed.py` measures, on one torch thread, what issue 12 asks for: the forward in
+fp32 / bf16 autocast / `torch.compile` / compile + bf16, end-to-end bulk prediction from WFDB files against
+single-record predictions and the forward alone, adapter against full fine-tuning training steps, the memory of bulk
+runs as the number of records grows, and the command line's wall time. Within a section the variants are timed in
+interleaved rounds with a rotating order (`torch.utils.benchmark` for the statistics), so that load from other
+processes hits all of them alike; the ratios are per-round ratios (median and range). Full JSON and markdown:
+`benchmarks/results/speed.*`."""
 
 
 def render(results: dict, out: Path) -> dict:
@@ -599,9 +710,14 @@ def render(results: dict, out: Path) -> dict:
     header = common.header_markdown(results)
     (out / "speed.md").write_text(f"{header}\n\n{body_markdown(results, '.')}\n")
     rel = os.path.relpath(out, Path(__file__).resolve().parent)
-    (out / "SPEED_SECTION.md").write_text(f"## Speed (CPU)\n\n{SECTION_INTRO}\n\n{header}\n\n{body_markdown(results, rel)}\n")
+    (out / "SPEED_SECTION.md").write_text(
+        f"## Speed (CPU)\n\n{SECTION_INTRO}\n\n{header}\n\n{body_markdown(results, rel)}\n"
+    )
     common.write_json(out / "speed.json", results)
-    print(f"\n{body_markdown(results, '.')}\n\nwrote {out}/speed.json, speed.md, SPEED_SECTION.md and {len(results['plots'])} PNGs")
+    print(
+        f"\n{body_markdown(results, '.')}\n\nwrote {out}/speed.json, speed.md, SPEED_SECTION.md and "
+        f"{len(results['plots'])} PNGs"
+    )
     return results
 
 
@@ -609,12 +725,20 @@ def render(results: dict, out: Path) -> dict:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     data = os.environ.get("TAC_ECG_DATA") or str(common.REPO_ROOT.parent / "shared" / "data")
     p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
-    p.add_argument("--data-dir", type=Path, default=Path(data), help="folder holding cpsc2018/ (default $TAC_ECG_DATA)")
-    p.add_argument("--models", nargs="+", default=["tac-ecg/xresnet1d101-cetp", "tac-ecg/resnet-cetp"],
-                   help="models of (a); the first one is used by (b), (d) and (e)")
+    p.add_argument(
+        "--data-dir", type=Path, default=Path(data), help="folder holding cpsc2018/ (default $TAC_ECG_DATA)"
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=["tac-ecg/xresnet1d101-cetp", "tac-ecg/resnet-cetp"],
+        help="models of (a); the first one is used by (b), (d) and (e)",
+    )
     p.add_argument("--task", default="cpsc2018")
     p.add_argument("--threads", type=int, default=1, help="torch threads (and OMP_NUM_THREADS of child processes)")
     p.add_argument("--records", type=int, default=120, help="CPSC2018 records of (b) and (e)")

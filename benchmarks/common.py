@@ -1,5 +1,6 @@
-"""The preamble shared by the benchmark scripts: threads, machine and load (psutil), timing (``torch.utils.benchmark``),
-peak memory of child processes, and the header (command, machine, date, load) every result file carries.
+"""The preamble shared by the benchmark scripts: threads, machine and load (psutil), timing
+(``torch.utils.benchmark``), peak memory of child processes, and the header (command, machine, date, load) every result
+file carries.
 
 Not part of the library: a script imports it as ``common`` (Python puts a script's own folder first on ``sys.path``).
 Run as a script, this file is the launcher of :func:`run_measured` (see there).
@@ -19,13 +20,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024**2
 
 #: tiny encoders for ``--quick`` runs: name -> (preset, overrides)
 TINY_ENCODERS = {
-    "xresnet1d-tiny": ("xresnet1d101", {"layers": [1, 1, 1, 1], "block_widths": [8, 8, 8, 8], "stem_widths": [8, 8, 16]}),
+    "xresnet1d-tiny": (
+        "xresnet1d101",
+        {"layers": [1, 1, 1, 1], "block_widths": [8, 8, 8, 8], "stem_widths": [8, 8, 16]},
+    ),
     "resnet1d-tiny": ("resnet1d18", {"layers": [1, 1, 1, 1], "base_width": 8}),
 }
 
@@ -261,7 +264,9 @@ def child_env(threads: int = 1) -> dict:
     return env
 
 
-def run_measured(cmd: Sequence[str], env: dict | None = None, sample_every: float | None = None, timeout: float = 3600):
+def run_measured(
+    cmd: Sequence[str], env: dict | None = None, sample_every: float | None = None, timeout: float = 3600
+):
     """Run ``cmd`` and return its wall seconds and peak memory: ``peak_rss_mb``, the kernel's peak resident set of the
     largest process of its tree (``getrusage(RUSAGE_CHILDREN).ru_maxrss``), and with ``sample_every`` seconds
     ``tree_pss_peak_mb``, the largest sampled sum over the process and its children (DataLoader workers) of their

@@ -28,12 +28,13 @@ def check_input_values(input_values: torch.Tensor, config: ECGEncoderConfig) -> 
         raise TypeError(f"input_values must be a torch.Tensor, got {type(input_values).__name__}.")
     if input_values.dim() == 2:
         raise ValueError(
-            f"input_values has shape {tuple(input_values.shape)}; expected (batch, {config.in_channels} leads, samples). "
-            "Add a batch dimension with input_values.unsqueeze(0)."
+            f"input_values has shape {tuple(input_values.shape)}; expected (batch, {config.in_channels} leads, "
+            "samples). Add a batch dimension with input_values.unsqueeze(0)."
         )
     if input_values.dim() != 3:
         raise ValueError(
-            f"input_values has shape {tuple(input_values.shape)}; expected (batch, {config.in_channels} leads, samples)."
+            f"input_values has shape {tuple(input_values.shape)}; expected (batch, {config.in_channels} leads, "
+            "samples)."
         )
     leads = input_values.shape[1]
     if leads != config.in_channels:
@@ -167,7 +168,11 @@ class ECGPreTrainedModel(PreTrainedModel):
         stem = type(self).__module__.rsplit(".", 1)[-1]
         auto_map = {"AutoConfig": f"{type(self.config).__module__.rsplit('.', 1)[-1]}.{type(self.config).__name__}"}
         for obj in vars(module).values():
-            if isinstance(obj, type) and getattr(obj, "config_class", None) is self.config_class and obj.__module__ == module.__name__:
+            if (
+                isinstance(obj, type)
+                and getattr(obj, "config_class", None) is self.config_class
+                and obj.__module__ == module.__name__
+            ):
                 if issubclass(obj, ECGForSequenceClassificationBase):
                     auto_map["AutoModelForSequenceClassification"] = f"{stem}.{obj.__name__}"
                 elif issubclass(obj, ECGEncoderModel):
