@@ -153,14 +153,6 @@ class ECGPreTrainedModel(PreTrainedModel):
     main_input_name = "input_values"
     supports_gradient_checkpointing = False
 
-    @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        """As transformers' ``from_pretrained``, but in float32 unless a ``dtype`` is asked for: transformers keeps a
-        checkpoint's dtype, and a half-precision ECG model would fail on the float32 batches its feature extractor
-        makes (these models are small, and this CPU gains nothing from float16)."""
-        kwargs.setdefault("dtype", torch.float32)
-        return super().from_pretrained(*args, **kwargs)
-
     def full_auto_map(self) -> dict:
         """auto_map naming the config, the bare encoder and the classifier of this family, so that a saved
         checkpoint loads with ``trust_remote_code=True`` through any Auto class where the package is missing."""
@@ -185,8 +177,11 @@ class ECGPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, **kwargs):
-        """``PreTrainedModel.from_pretrained``, after checking that the config fits the size of the weights file
-        (:func:`check_checkpoint_size`) before any module is allocated."""
+        """``PreTrainedModel.from_pretrained`` in float32 unless a ``dtype`` is asked for (transformers keeps a
+        checkpoint's dtype, and a half-precision ECG model would fail on the float32 batches its feature extractor
+        makes; these models are small, and this CPU gains nothing from float16), after checking that the config fits
+        the size of the weights file (:func:`check_checkpoint_size`) before any module is allocated."""
+        kwargs.setdefault("dtype", torch.float32)
         if pretrained_model_name_or_path is not None and kwargs.get("use_safetensors") is not False:
             check_checkpoint_size(cls, pretrained_model_name_or_path, config, kwargs)
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
