@@ -693,12 +693,12 @@ def plots(results: dict, out: Path) -> list[str]:
     return paths
 
 
-SECTION_INTRO = """`benchmarks/bench_speed.py` measures, on one torch thread, what issue 12 asks for: the forward in
-fp32 / bf16 autocast / `torch.compile` / compile + bf16, end-to-end bulk prediction from WFDB files against
-single-record predictions and the forward alone, adapter against full fine-tuning training steps, the memory of bulk
-runs as the number of records grows, and the command line's wall time. Within a section the variants are timed in
+SECTION_INTRO = """`benchmarks/bench_speed.py` measures, on one torch thread, what issue 12 asks for: the forward
+in fp32 / bf16 autocast / `torch.compile` / compile + bf16; end-to-end bulk prediction from WFDB files against
+single-record predictions and against the forward alone; adapter against full fine-tuning training steps; the memory
+of bulk runs as the number of records grows; the command line's wall time. Within a section the variants are timed in
 interleaved rounds with a rotating order (`torch.utils.benchmark` for the statistics), so that load from other
-processes hits all of them alike; the ratios are per-round ratios (median and range). Full JSON and markdown:
+processes hits all of them alike; ratios are per-round ratios (median and range). Full JSON and markdown:
 `benchmarks/results/speed.*`."""
 
 
@@ -708,6 +708,8 @@ def render(results: dict, out: Path) -> dict:
     results["targets"] = targets(results)
     results["plots"] = plots(results, out)
     header = common.header_markdown(results)
+    if results["settings"].get("quick"):
+        header += "\n\n**--quick run: small settings for a smoke test, not a measurement.**"
     (out / "speed.md").write_text(f"{header}\n\n{body_markdown(results, '.')}\n")
     rel = os.path.relpath(out, Path(__file__).resolve().parent)
     (out / "SPEED_SECTION.md").write_text(
