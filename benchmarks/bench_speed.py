@@ -384,17 +384,14 @@ def bench_memory(ctx: Context) -> dict:
         )
         print(f"  {made} records: {run['wall_s']:.1f} s, peak RSS {run['peak_rss_mb']:.0f} MB")
     first, last = rows[0], rows[-1]
+    shown = shlex.join(["tac-ecg", *cmd[len(tac_ecg_command()) :]])
     return {
         "model": args.models[0],
         "sources": [p.stem for p in sources],
-        "command": " ".join(["tac-ecg"] + cmd[len(tac_ecg_command()) :])
-        .replace(str(folder), "DIR")
-        .replace(str(out), "x.csv"),
+        "command": shown.replace(str(folder), "DIR").replace(str(out), "x.csv"),
         "runs": rows,
         "growth": last["peak_rss_mb"] / first["peak_rss_mb"],
-        "mb_per_10k_records": 1e4
-        * (last["peak_rss_mb"] - first["peak_rss_mb"])
-        / max(1, last["records"] - first["records"]),
+        "delta_mb": last["peak_rss_mb"] - first["peak_rss_mb"],
     }
 
 
@@ -604,7 +601,7 @@ def body_markdown(results: dict, image_dir: str) -> str:
         text += common.markdown_table(["records", "rows", "wall s", "records/s", "peak RSS MB", "tree PSS MB"], rows)
         text += (
             f"\n\nGrowth of the peak from {m['runs'][0]['records']:,} to {m['runs'][-1]['records']:,} records: "
-            f"x{m['growth']:.3f} ({m['mb_per_10k_records']:.1f} MB per 10k records).\n\n"
+            f"x{m['growth']:.3f} ({m['delta_mb']:+.1f} MB).\n\n"
             f"![memory vs records]({image_dir}/speed_memory.png)"
         )
         parts.append(text)
