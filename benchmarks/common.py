@@ -1,95 +1,134 @@
-"""Helpers shared by ``bench_speed.py`` and ``bench_scale.py``: machine info, timing statistics, peak-RSS
-measurement, model construction and subprocess workers.
+"""The preamble shared by the benchmark scripts: threads, machine and load (psutil), timing
+(``torch.utils.benchmark``), peak memory of child processes, and the header (command, machine, date, load) every result
+file carries.
 
-Not part of the library: the scripts put this folder first on ``sys.path`` (Python does so for a script's folder).
+Not part of the library: a script imports it as ``common`` (Python puts a script's own folder first on ``sys.path``).
+Run as a script, this file is the launcher of :func:`run_measured` (see there).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import gc
+import datetime
 import json
-import math
 import os
 import platform
-import resource
-import statistics
+import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-#: tiny encoders for ``--quick`` runs and smoke tests: preset name -> (base preset, overrides)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MiB = 1024**2
+
+#: tiny encoders for ``--quick`` runs: name -> (preset, overrides)
 TINY_ENCODERS = {
-    "xresnet1d-tiny": ("xresnet1d101", {"layers": [1, 1, 1, 1], "block_widths": [8, 8, 8, 8], "stem_widths": [8, 8, 16]}),
+    "xresnet1d-tiny": (
+        "xresnet1d101",
+        {"layers": [1, 1, 1, 1], "block_widths": [8, 8, 8, 8], "stem_widths": [8, 8, 16]},
+    ),
     "resnet1d-tiny": ("resnet1d18", {"layers": [1, 1, 1, 1], "base_width": 8}),
 }
 
-#: training methods compared by the benchmarks (LRC serial = TAC-ECG, LRC parallel = mergeable variant)
-TRAIN_METHODS = ("lrc-serial", "lrc-parallel", "full")
-SWITCH_TASKS = ("ptbxl-super", "cpsc2018", "cinc2017")
 
-
-# ------------------------------------------------------------------------------------------------ machine info
+# ------------------------------------------------------------------------------------------------ machine and load
 
 
 def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity), else all logical cores."""
+    import psutil
+
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+        return len(psutil.Process().cpu_affinity())
+    except (AttributeError, psutil.Error):  # no affinity API on macOS
+        return psutil.cpu_count() or 1
 
 
 def cpu_model() -> str:
+    # psutil has no CPU model name; /proc/cpuinfo is where Linux keeps it (platform.processor() is often empty)
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return platform.processor() or platform.machine()
 
 
-def mem_total_gib() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    return None
+def loadavg() -> list[float]:
+    import psutil
+
+    return [round(x, 2) for x in psutil.getloadavg()]
 
 
-def loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:  # pragma: no cover
-        return None
+def cpu_busy_cores(interval: float = 1.0) -> float:
+    """Cores kept busy by all processes during ``interval`` seconds; call it while this process idles to see what the
+    others take."""
+    import psutil
+
+    return round(psutil.cpu_percent(interval=interval) / 100 * (psutil.cpu_count() or 1), 2)
 
 
-def cpu_busy_cores(interval: float = 1.0) -> float | None:
-    """How many cores were busy (all processes, from /proc/stat) during ``interval`` seconds; call it while this
-    process idles to see what other processes take."""
-    def snapshot():
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields[:8]), idle
+def set_threads(threads: int | None) -> int:
+    """torch threads for this process, and ``OMP_NUM_THREADS`` for the processes it starts (default: all cores)."""
+    import torch
 
-    try:
-        t0, i0 = snapshot()
-        time.sleep(interval)
-        t1, i1 = snapshot()
-    except (OSError, ValueError, IndexError):
-        return None
-    if t1 == t0:
-        return 0.0
-    return round((1 - (i1 - i0) / (t1 - t0)) * (os.cpu_count() or 1), 2)
+    n = int(threads) if threads else available_cores()
+    torch.set_num_threads(n)
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    return n
+
+
+def machine_info() -> dict:
+    """CPU, memory, library versions, date and the load at the start (complete it with :func:`finish_machine_info`)."""
+    import peft
+    import psutil
+    import torch
+    import transformers
+
+    memory = psutil.virtual_memory()
+    return {
+        "cpu_model": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_count": psutil.cpu_count(),
+        "cpu_count_physical": psutil.cpu_count(logical=False),
+        "cores_available": available_cores(),
+        "torch_threads": torch.get_num_threads(),
+        "mem_total_gib": round(memory.total / 1024**3, 1),
+        "mem_available_gib_start": round(memory.available / 1024**3, 1),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "loadavg_start": loadavg(),
+        "cpu_busy_cores_start": cpu_busy_cores(),
+    }
+
+
+def finish_machine_info(info: dict) -> dict:
+    import psutil
+
+    info["loadavg_end"] = loadavg()
+    info["cpu_busy_cores_end"] = cpu_busy_cores()
+    info["mem_available_gib_end"] = round(psutil.virtual_memory().available / 1024**3, 1)
+    info["peak_rss_mb_of_this_process"] = round(_own_peak_rss_bytes() / MiB, 1)
+    return info
+
+
+def _own_peak_rss_bytes() -> int:
+    import resource
+
+    # ru_maxrss is KiB on Linux, bytes on macOS
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
 def contention_warning(info: dict) -> str | None:
-    """A warning when other processes keep cores busy that torch's threads need (OpenMP threads then wait on
+    """A warning when other processes keep busy the cores torch's threads need (OpenMP threads then wait on
     descheduled peers and timings get many times slower and noisy)."""
     busy = info.get("cpu_busy_cores_start")
     if busy is None:
@@ -97,179 +136,194 @@ def contention_warning(info: dict) -> str | None:
     cores, threads = info["cores_available"], info["torch_threads"]
     free = cores - busy
     if threads > 1 and threads > max(free, 0) + 0.5:
-        return (f"WARNING: other processes keep {busy:.1f} of {cores} cores busy but torch uses {threads} threads; "
-                "OpenMP threads wait on descheduled peers, so timings are many times slower and noisy. "
-                f"Use --threads {max(1, int(free + 0.5))} or run on an idle machine.")
-    if threads == 1 and free < 0.5:
-        return (f"NOTE: other processes keep {busy:.1f} of {cores} cores busy; this single-threaded run time-shares "
-                "a core with them, so absolute timings are inflated (ratios from interleaved rounds less so).")
+        return (
+            f"WARNING: other processes keep {busy:.1f} of {cores} cores busy but torch uses {threads} threads; OpenMP "
+            f"threads wait on descheduled peers, so timings are slow and noisy. Use --threads "
+            f"{max(1, int(free + 0.5))} or run on an idle machine."
+        )
+    if free < threads - 0.5 or free < 0.5:
+        return (
+            f"NOTE: other processes kept {busy:.1f} of {cores} cores busy at the start; this run time-shares cores "
+            "with them, so absolute timings are inflated (ratios measured in interleaved rounds much less so)."
+        )
     return None
 
 
-def now_iso() -> str:
-    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+def setup(threads: int | None = 1) -> dict:
+    """The preamble of a benchmark run: torch threads, quiet libraries, machine info; prints a contention warning."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    warnings.filterwarnings("ignore")
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    set_threads(threads)
+    info = machine_info()
+    warning = contention_warning(info)
+    if warning:
+        print(warning, flush=True)
+    return info
 
 
-def machine_info() -> dict:
-    import peft
-    import torch
-    import transformers
-
-    return {
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cores_available": available_cores(),
-        "torch_threads": torch.get_num_threads(),
-        "torch_interop_threads": torch.get_num_interop_threads(),
-        "mem_total_gib": mem_total_gib(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "date": now_iso(),
-        "loadavg_start": loadavg(),
-        "cpu_busy_cores_start": cpu_busy_cores(),
-    }
+def command_line() -> str:
+    """The command that started this run, as a user would type it from the repository root."""
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), REPO_ROOT)
+    return shlex.join(["python", script, *sys.argv[1:]])
 
 
 def machine_markdown(info: dict) -> str:
     return (
-        f"CPU: {info['cpu_model']}, {info['cores_available']} cores available ({info['cpu_count']} visible), "
-        f"torch threads {info['torch_threads']}, RAM {info['mem_total_gib']} GiB; torch {info['torch']}, "
-        f"transformers {info['transformers']}, peft {info['peft']}, Python {info['python']}. "
-        f"Date {info['date']}; load average (1/5/15 min) at start {info['loadavg_start']}, "
-        f"at end {info.get('loadavg_end')}; cores busy with other processes (1 s sample) at start "
-        f"{info.get('cpu_busy_cores_start')}, at end {info.get('cpu_busy_cores_end')}."
+        f"CPU: {info['cpu_model']} ({info.get('cpu_capability', '?')}), {info['cores_available']} cores available "
+        f"({info['cpu_count']} logical), torch threads {info['torch_threads']}, RAM {info['mem_total_gib']} GiB; "
+        f"torch {info['torch']}, transformers {info['transformers']}, peft {info['peft']}, Python {info['python']}. "
+        f"Date {info['date']}. Load average (1/5/15 min) at start {info['loadavg_start']}, at end "
+        f"{info.get('loadavg_end')}; cores busy (all processes, 1 s sample) at start {info['cpu_busy_cores_start']}, "
+        f"at end {info.get('cpu_busy_cores_end')}."
     )
 
 
-# ------------------------------------------------------------------------------------------------ statistics
+def header_markdown(results: dict) -> str:
+    """Command, machine, date, load and run time of a result, for the top of its markdown."""
+    text = f"Command: `{results['command']}`\n\n{machine_markdown(results['machine'])}"
+    if "elapsed_s" in results:
+        text += f" Run time {results['elapsed_s']:.0f} s."
+    warning = contention_warning(results["machine"])
+    return text + (f"\n\n{warning}" if warning else "")
 
 
-def _quantile(sorted_values: list[float], q: float) -> float:
-    if len(sorted_values) == 1:
-        return sorted_values[0]
-    pos = q * (len(sorted_values) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+# ------------------------------------------------------------------------------------------------ timing
 
 
-def summarize(values: list[float]) -> dict:
-    """median, quartiles, 10/90 % quantiles, min, max and count of ``values``."""
-    if not values:
-        raise ValueError("summarize() needs at least one value")
-    s = sorted(float(v) for v in values)
+def interleaved(
+    fns: dict[str, Callable[[], Any]],
+    rounds: int,
+    min_run_time: float,
+    label: str,
+    threads: int = 1,
+    once: bool = False,
+) -> tuple[dict, list[dict[str, float]]]:
+    """Time each function of ``fns`` in ``rounds`` interleaved rounds, the order rotating each round, so that load from
+    other processes hits all of them alike. Per round and function: ``Timer.blocked_autorange(min_run_time)`` (its
+    block-size estimate doubles as a warm-up call), or with ``once=True`` one timed call (for calls of seconds).
+
+    Returns the merged ``Measurement`` of each function and, per round, each function's median seconds (for
+    per-round ratios: :func:`ratio`)."""
+    from torch.utils.benchmark import Measurement, TaskSpec, Timer
+
+    names = list(fns)
+    found: dict[str, list] = {name: [] for name in names}
+    per_round = []
+    for r in range(rounds):
+        medians = {}
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            if once:
+                start = time.perf_counter()
+                fns[name]()
+                spec = TaskSpec(stmt=name, setup="pass", label=label, sub_label=name, num_threads=threads)
+                m = Measurement(number_per_run=1, raw_times=[time.perf_counter() - start], task_spec=spec)
+            else:
+                timer = Timer(stmt="fn()", globals={"fn": fns[name]}, label=label, sub_label=name, num_threads=threads)
+                m = timer.blocked_autorange(min_run_time=min_run_time)
+            found[name].append(m)
+            medians[name] = m.median
+        per_round.append(medians)
+    return {name: Measurement.merge(ms)[0] for name, ms in found.items()}, per_round
+
+
+def summary(m, items: int = 1) -> dict:
+    """Median, IQR and best time of a ``Measurement``, and ``items`` per second at the median."""
     return {
-        "median": statistics.median(s),
-        "p10": _quantile(s, 0.10),
-        "p25": _quantile(s, 0.25),
-        "p75": _quantile(s, 0.75),
-        "p90": _quantile(s, 0.90),
-        "min": s[0],
-        "max": s[-1],
-        "n": len(s),
+        "median_s": m.median,
+        "iqr_s": m.iqr,
+        "min_s": min(m.times),
+        "n": len(m.times),
+        "per_s": items / m.median,
     }
 
 
-def throughput_summary(step_seconds: list[float], batch: int) -> dict:
-    """samples/s statistics from per-step times (median samples/s = batch / median step time)."""
-    t = summarize(step_seconds)
-    return {
-        "samples_per_s": batch / t["median"],
-        # a slow step gives a low throughput: p25 of samples/s comes from p75 of the step time
-        "samples_per_s_p25": batch / t["p75"],
-        "samples_per_s_p75": batch / t["p25"],
-        "samples_per_s_min": batch / t["max"],
-        "samples_per_s_max": batch / t["min"],
-        "step_ms_median": 1e3 * t["median"],
-        "step_ms_p25": 1e3 * t["p25"],
-        "step_ms_p75": 1e3 * t["p75"],
-        "n_steps": t["n"],
-        "batch_size": batch,
-    }
+def ratio(per_round: list[dict[str, float]], base: str, other: str) -> dict:
+    """Speed of ``other`` relative to ``base`` (time of base / time of other) in each round, its median and range."""
+    import statistics
+
+    values = [r[base] / r[other] for r in per_round]
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "per_round": values}
 
 
-def timed_repeats(
-    fn: Callable[[], Any],
-    warmup: int,
-    min_repeats: int,
-    max_repeats: int,
-    min_seconds: float,
-    max_seconds: float = math.inf,
-) -> list[float]:
-    """Run ``fn`` ``warmup`` times untimed, then time it at least ``min_repeats`` times and until ``min_seconds``
-    have passed (at most ``max_repeats`` times; once ``max_seconds`` have passed since the start, including warm-up,
-    it stops after at least one timed call). Returns the per-call seconds."""
-    begin = time.perf_counter()
-    for _ in range(warmup):
-        fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < max_repeats and (len(times) < min_repeats or time.perf_counter() - start < min_seconds):
-        if times and time.perf_counter() - begin > max_seconds:
-            break
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
+# ------------------------------------------------------------------------------------------------ child processes
 
 
-# ------------------------------------------------------------------------------------------------ memory
+def child_env(threads: int = 1) -> dict:
+    """Environment of benchmarked child processes: this checkout first on the path, ``threads`` OpenMP threads."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env["OMP_NUM_THREADS"] = str(threads)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("PYTHONWARNINGS", "ignore")
+    return env
 
 
-def current_rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def run_measured(
+    cmd: Sequence[str], env: dict | None = None, sample_every: float | None = None, timeout: float = 3600
+):
+    """Run ``cmd`` and return its wall seconds and peak memory: ``peak_rss_mb``, the kernel's peak resident set of the
+    largest process of its tree (``getrusage(RUSAGE_CHILDREN).ru_maxrss``), and with ``sample_every`` seconds
+    ``tree_pss_peak_mb``, the largest sampled sum over the process and its children (DataLoader workers) of their
+    proportional set size (psutil ``memory_full_info().pss``: a page shared by two processes counts half in each, so
+    the sum is the memory the run holds; USS where the system has no PSS).
+
+    The command runs under a small launcher process (this file run as a script) because ``ru_maxrss`` cannot be
+    trusted from the benchmark process itself: Linux records at ``exec`` the peak RSS of the memory the child had
+    before it (the fork's copy of the parent, or with ``vfork`` the parent's own), so every child of a 1 GB
+    benchmark process would report at least 1 GB. Under the launcher that floor is the launcher's 10-20 MB."""
+    launcher = [sys.executable, __file__, "--sample-every", str(sample_every or 0), "--"]
+    proc = subprocess.run(launcher + list(cmd), capture_output=True, text=True, env=env, timeout=timeout)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise RuntimeError(f"launcher failed ({proc.returncode}) for {shlex.join(cmd)}:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if result["returncode"] != 0:
+        raise RuntimeError(f"{shlex.join(cmd)} exited with {result['returncode']}:\n{result['output_tail']}")
+    return result
 
 
-def peak_rss_bytes() -> int:
-    """Peak resident set size of this process: VmHWM from /proc/self/status (Linux), else ``ru_maxrss``.
+def _launch(argv: list[str]) -> None:
+    """The launcher of :func:`run_measured`: ``python common.py --sample-every S -- CMD...``; prints one JSON line."""
+    import resource
+    import tempfile
 
-    Not ``ru_maxrss`` first: on Linux it is kept in the signal struct, which a child inherits across fork + exec,
-    so a fresh subprocess of a big parent starts with the parent's peak, and ``clear_refs`` does not reset it.
-    VmHWM belongs to the process's own address space (fresh after exec) and can be reset."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    sample_every = float(argv[2])
+    cmd = argv[4:]
+    with tempfile.TemporaryFile("w+") as log:
+        start = time.perf_counter()
+        child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        tree_peak = 0
+        if sample_every > 0:
+            import psutil
 
-
-def reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS counter of this address space (VmHWM) to the current RSS.
-    Linux >= 4.0; returns False where that is not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return False
-    return peak_rss_bytes() <= current_rss_bytes() + 4 * 1024 * 1024
-
-
-def tensor_bytes(tensors) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
-def optimizer_state_bytes(optimizer) -> int:
-    import torch
-
-    total = 0
-    for state in optimizer.state.values():
-        for value in state.values():
-            if isinstance(value, torch.Tensor):
-                total += value.numel() * value.element_size()
-    return total
+            proc = psutil.Process(child.pid)
+            while child.poll() is None:
+                total = 0
+                for p in [proc, *proc.children(recursive=True)]:
+                    try:
+                        info = p.memory_full_info()
+                        total += getattr(info, "pss", info.uss)
+                    except psutil.Error:  # a worker that just ended
+                        pass
+                tree_peak = max(tree_peak, total)
+                time.sleep(sample_every)
+        returncode = child.wait()
+        wall = time.perf_counter() - start
+        log.seek(0)
+        tail = log.read()[-3000:]
+    maxrss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    result = {"wall_s": wall, "peak_rss_mb": maxrss / MiB, "returncode": returncode, "output_tail": tail}
+    if sample_every > 0:
+        result["tree_pss_peak_mb"] = tree_peak / MiB
+    print(json.dumps(result))
 
 
-MiB = 1024**2
-
-
-# ------------------------------------------------------------------------------------------------ models
+# ------------------------------------------------------------------------------------------------ models and output
 
 
 def resolve_encoder(name: str) -> tuple[str, dict]:
@@ -280,209 +334,30 @@ def resolve_encoder(name: str) -> tuple[str, dict]:
     return name, {}
 
 
-def build_base_classifier(encoder: str, task: str = "ptbxl-super", num_samples: int | None = None, seed: int = 0):
-    """A randomly initialised ``*ForSequenceClassification`` for ``task`` (the frozen-encoder stand-in)."""
-    import torch
-
-    from tac_ecg_hf.models.encoders import ENCODER_FAMILIES, create_encoder_config
-    from tac_ecg_hf.tasks import get_task
-
-    spec = get_task(task)
-    preset, overrides = resolve_encoder(encoder)
-    if num_samples is not None:
-        overrides["num_samples"] = int(num_samples)
-    config = create_encoder_config(
-        preset,
-        **overrides,
-        num_labels=spec.num_labels,
-        id2label=spec.id2label,
-        label2id=spec.label2id,
-        problem_type=spec.problem_type,
-    )
-    torch.manual_seed(seed)
-    return ENCODER_FAMILIES[config.model_type][2](config)
-
-
-def build_for_method(encoder: str, method: str, task: str = "ptbxl-super", rank: int = 8, num_samples: int | None = None, seed: int = 0):
-    """``full``: the plain classifier (everything trainable); ``lrc-serial`` / ``lrc-parallel``: a PEFT model with
-    one LRC-Adapter for ``task`` (frozen encoder, BatchNorm kept in eval mode by the tuner)."""
-    import peft
-
-    from tac_ecg_hf.adapters.lrc import LRCConfig
-
-    model = build_base_classifier(encoder, task=task, num_samples=num_samples, seed=seed)
-    if method in ("full", "bare"):
-        return model
-    if method not in ("lrc-serial", "lrc-parallel"):
-        raise ValueError(f"unknown method {method!r}")
-    variant = method.split("-", 1)[1]
-    return peft.get_peft_model(model, LRCConfig.for_task(task, variant=variant, r=rank), adapter_name=task)
-
-
-def randomize_adapter_outputs(model, std: float = 1e-3, seed: int = 1) -> None:
-    """Give the zero-initialised up/B projections small random values, so that adapters change the output
-    (timings do not depend on it; merge checks and load checks do)."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if ".lrc_up." in name:
-                p.copy_(torch.randn(p.shape, generator=g) * std)
-
-
-def make_batch(task: str, batch: int, num_samples: int, leads: int = 12, seed: int = 0):
-    import torch
-
-    from tac_ecg_hf.tasks import get_task
-
-    spec = get_task(task)
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, leads, num_samples, generator=g)
-    if spec.multi_label:
-        y = (torch.rand(batch, spec.num_labels, generator=g) > 0.7).float()
-    else:
-        y = torch.randint(0, spec.num_labels, (batch,), generator=g)
-    return x, y
-
-
-def make_train_step(model, x, y, lr: float = 1e-3):
-    """(step function, optimizer): forward + backward + AdamW step on the trainable parameters."""
-    import torch
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr)
-    model.train()
-
-    def step():
-        out = model(input_values=x, labels=y)
-        out.loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step, optimizer
-
-
-def make_infer_step(model, x):
-    import torch
-
-    model.eval()
-
-    def step():
-        with torch.no_grad():
-            model(input_values=x)
-
-    return step
-
-
-def set_threads(threads: int | None) -> int:
-    import torch
-
-    n = int(threads) if threads else available_cores()
-    torch.set_num_threads(n)
-    return n
-
-
-# ------------------------------------------------------------------------------------------------ workers
-
-
-def make_code_warmup(model, leads: int = 12, num_samples: int = 128, train: bool = True) -> Callable[[], None]:
-    """A tiny forward (+ backward) on a (1, leads, num_samples) input, run before a peak-memory measurement so that
-    library code paged in on first use (about 20 MB of libtorch) is not counted as the step's memory. No optimizer
-    step: optimizer state stays part of the measured step; gradients are dropped again."""
-    import torch
-
-    x = torch.randn(1, leads, num_samples)
-
-    def warm():
-        if train:
-            was_training = model.training
-            model.train()
-            out = model(input_values=x)
-            out.logits.float().sum().backward()
-            model.zero_grad(set_to_none=True)
-            model.train(was_training)
-        else:
-            with torch.no_grad():
-                model(input_values=x)
-
-    return warm
-
-
-def measure_peak(fn: Callable[[], Any], warmup: Callable[[], Any] | None = None) -> dict:
-    """Run ``fn`` and report its peak RSS above the RSS just before it (kernel peak counter reset first).
-    ``warmup`` (e.g. :func:`make_code_warmup`) runs before the baseline is taken."""
-    if warmup is not None:
-        warmup()
-    gc.collect()
-    reset_ok = reset_peak_rss()
-    before = current_rss_bytes()
-    peak_before = peak_rss_bytes()
-    fn()
-    peak = peak_rss_bytes()
-    return {
-        "rss_before_mb": before / MiB,
-        "peak_rss_mb": peak / MiB,
-        "peak_rss_delta_mb": (peak - before) / MiB,
-        # without a reset an earlier peak can hide the step's own: then the delta is an upper bound
-        "peak_reset": reset_ok,
-        "peak_before_mb": peak_before / MiB,
-    }
-
-
-def run_worker(script: str | os.PathLike, spec: dict, timeout: float = 900) -> dict:
-    """Run ``script --worker JSON`` in a fresh Python process and return the JSON it prints last."""
-    cmd = [sys.executable, os.fspath(script), "--worker", json.dumps(spec)]
-    env = dict(os.environ)
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    env.setdefault("PYTHONWARNINGS", "ignore")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"worker {spec} failed with exit code {proc.returncode}:\n{proc.stderr[-4000:]}\n{proc.stdout[-2000:]}"
-        )
-    for line in reversed(proc.stdout.strip().splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    raise RuntimeError(f"worker {spec} printed no JSON:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-
-
-def worker_main(argv_json: str, handler: Callable[[dict], dict]) -> None:
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    spec = json.loads(argv_json)
-    set_threads(spec.get("threads"))
-    result = handler(spec)
-    print(json.dumps(result), flush=True)
-
-
-# ------------------------------------------------------------------------------------------------ output
-
-
 def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
     def fmt(v):
+        if isinstance(v, bool) or v is None:
+            return {True: "yes", False: "**no**", None: "n/a"}[v]
         if isinstance(v, float):
             if v != v:  # NaN
                 return "n/a"
-            if abs(v) >= 100:
-                return f"{v:,.0f}"
-            if abs(v) >= 10:
-                return f"{v:.1f}"
-            return f"{v:.2f}"
+            return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
         if isinstance(v, int):
             return f"{v:,}"
         return str(v)
 
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return "\n".join(lines + ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows])
 
 
 def write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=False))
+    path.write_text(json.dumps(data, indent=2))
 
 
 def default_out_dir() -> Path:
     return Path(__file__).resolve().parent / "results"
+
+
+if __name__ == "__main__":
+    _launch(sys.argv)

@@ -5,7 +5,8 @@
     python examples/finetune.py --task cpsc2018 --method lrc --base_model runs/cetp --output_dir runs/cpsc2018-lrc \
         --num_train_epochs 30 --per_device_train_batch_size 64 --bf16
     # baselines: mergeable low-rank conv, PEFT LoRA on Conv1d, linear probe, full fine-tuning, from scratch
-    python examples/finetune.py --task ptbxl-super --method lora --base_model tac-ecg/xresnet1d101-cetp --output_dir runs/lora
+    python examples/finetune.py --task ptbxl-super --method lora --base_model tac-ecg/xresnet1d101-cetp \
+        --output_dir runs/lora
     # resume a killed run, 5-fold cross-validation, 10% of the labels
     python examples/finetune.py ... --resume_from_checkpoint True
     python examples/finetune.py ... --cv_folds 5 --cv_fold 2 --label_fraction 0.1
@@ -16,11 +17,16 @@ bootstrap CIs) and calibrated thresholds in its adapter_config.json. `tac-ecg pr
 and `tac-ecg push <output_dir> --repo-id org/name` publishes it with a model card. Runs under `accelerate launch` too.
 """
 
-from tac_ecg_hf.jsonutil import dumps
 import sys
 
+from tac_ecg_hf.jsonutil import dumps
 from tac_ecg_hf.training import (
-    DataArguments, ModelArguments, command_line, default_learning_rate, parse_args, run_finetune,
+    DataArguments,
+    ModelArguments,
+    command_line,
+    default_learning_rate,
+    parse_args,
+    run_finetune,
 )
 
 

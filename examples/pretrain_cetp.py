@@ -21,7 +21,9 @@ def main(argv=None):
     cetp_args, data_args, training_args = parse_args(
         (CETPArguments, DataArguments), argv, defaults={"learning_rate": "1e-3", "per_device_train_batch_size": "64"}
     )
-    _, metrics = run_pretrain_cetp(cetp_args, data_args, training_args, command=command_line("examples/pretrain_cetp.py", argv))
+    _, metrics = run_pretrain_cetp(
+        cetp_args, data_args, training_args, command=command_line("examples/pretrain_cetp.py", argv)
+    )
     if training_args.process_index == 0:
         print(dumps(metrics, indent=2))
 

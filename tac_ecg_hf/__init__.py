@@ -17,7 +17,14 @@ __version__ = "0.2.0"
 
 from ._lazy import when_imported
 from .models import *  # noqa: F401,F403  (the Auto-class registrations)
-from .models import CETPConfig, CETPModel, ENCODER_FAMILIES, ENCODER_PRESETS, ECGFeatureExtractor, create_encoder_config
+from .models import (
+    ENCODER_FAMILIES,
+    ENCODER_PRESETS,
+    CETPConfig,
+    CETPModel,
+    ECGFeatureExtractor,
+    create_encoder_config,
+)
 from .tasks import STANDARD_LEADS, TASKS, TaskSpec, get_task
 
 #: names exported lazily: ``from tac_ecg_hf import LRCConfig`` imports PEFT then, not before

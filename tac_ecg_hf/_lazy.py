@@ -16,7 +16,7 @@ import importlib.abc
 import importlib.util
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 _lock = threading.Lock()
 _pending: dict[str, list[Callable[[object], None]]] = {}

@@ -17,9 +17,9 @@ import json
 import os
 import time
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -119,7 +119,11 @@ class ResultWriter:
             raise ValueError(f"--out {out}: use a .csv, .jsonl or .parquet file name.")
         if self.out.is_dir():
             raise ValueError(f"--out {out} is a directory; give a file name such as results.csv.")
-        self.columns = ["path", "record_id", "task", "decision"] + [f"prob/{label}" for label in labels] + ["notes", "reference", "error"]
+        self.columns = (
+            ["path", "record_id", "task", "decision"]
+            + [f"prob/{label}" for label in labels]
+            + ["notes", "reference", "error"]
+        )
         self.parts = self.out.with_name(self.out.name + ".parts")
         self.flush_every = flush_every
         self._buffer: list[dict] = []
@@ -134,7 +138,8 @@ class ResultWriter:
                 reader = csv.DictReader(fh)
                 if reader.fieldnames and reader.fieldnames != self.columns:
                     raise ValueError(
-                        f"--out {self.out} was written with other columns (other tasks?); use another file to start afresh."
+                        f"--out {self.out} was written with other columns (other tasks?); use another file to start "
+                        "afresh."
                     )
                 rows = list(reader)
         elif self.format == "jsonl" and self.out.is_file():

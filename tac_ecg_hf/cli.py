@@ -33,7 +33,11 @@ def _default_data_dir() -> str:
     if env:
         return env
     here = Path.cwd()
-    for candidate in (here / "../shared/data", here / "shared/data", Path(__file__).resolve().parents[2] / "../shared/data"):
+    for candidate in (
+        here / "../shared/data",
+        here / "shared/data",
+        Path(__file__).resolve().parents[2] / "../shared/data",
+    ):
         if candidate.is_dir():
             return str(candidate.resolve())
     return str((here / "../shared/data").resolve())
@@ -104,7 +108,11 @@ def _cmd_predict(args) -> int:
     tasks = _tasks(args)
     if args.threshold is not None:
         check_threshold(args.threshold)
-    bulk = args.out is not None or len(args.records) > 1 or any(Path(r).is_dir() or any(c in r for c in "*?[") for r in args.records)
+    bulk = (
+        args.out is not None
+        or len(args.records) > 1
+        or any(Path(r).is_dir() or any(c in r for c in "*?[") for r in args.records)
+    )
     _check_output_path(args.out, [r for r in args.records if Path(r).is_file()], "--out")
     _check_output_path(args.plot, args.records, "--plot")
     if bulk:
@@ -116,7 +124,9 @@ def _cmd_predict(args) -> int:
     from .data import read_record
 
     record = read_record(args.records[0], **_read_kwargs(args))  # read (and validate) before the slower model load
-    clf = ECGTaskClassifier.from_pretrained(args.model, tasks=tasks, revision=args.revision, allow_pickle=args.allow_pickle)
+    clf = ECGTaskClassifier.from_pretrained(
+        args.model, tasks=tasks, revision=args.revision, allow_pickle=args.allow_pickle
+    )
     clf.set_precision(args.dtype, compile=args.compile)
     predictions = [clf.predict(record, task=task, threshold=args.threshold) for task in tasks]
     notes = _notes(args)
@@ -154,15 +164,17 @@ def _predict_bulk(args, tasks: list[str]) -> int:
     from .bulk import bulk_predict
     from .inference import ECGTaskClassifier
 
-    clf = ECGTaskClassifier.from_pretrained(args.model, tasks=tasks, revision=args.revision, allow_pickle=args.allow_pickle)
+    clf = ECGTaskClassifier.from_pretrained(
+        args.model, tasks=tasks, revision=args.revision, allow_pickle=args.allow_pickle
+    )
     clf.set_precision(args.dtype, compile=args.compile)
     summary = bulk_predict(
         clf, args.records, tasks, args.out, batch_size=args.batch_size, num_workers=args.workers,
         threshold=args.threshold, read_kwargs=_read_kwargs(args), progress=not args.quiet,
     )
     print(
-        f"{summary.records} record(s) predicted in {summary.seconds:.1f} s ({summary.records_per_second:.1f} records/s), "
-        f"{summary.failed} failed (their rows hold the error), {summary.skipped} already in {args.out}; "
+        f"{summary.records} record(s) predicted in {summary.seconds:.1f} s ({summary.records_per_second:.1f} "
+        f"records/s), {summary.failed} failed (their rows hold the error), {summary.skipped} already in {args.out}; "
         f"{summary.rows} row(s) written to {args.out}"
     )
     return 0
@@ -206,13 +218,18 @@ def _cmd_list(args) -> int:
         path = bundled_path(repo_id)
         config = json.loads((path / "config.json").read_text())
         zero_shot = "  + CETP dual encoder (zero-shot)" if (path / "cetp" / "config.json").is_file() else ""
-        print(f"{repo_id}  ({config.get('model_type')}, {config.get('sampling_rate')} Hz, {config.get('num_samples')} samples){zero_shot}")
+        print(
+            f"{repo_id}  ({config.get('model_type')}, {config.get('sampling_rate')} Hz, {config.get('num_samples')} "
+            f"samples){zero_shot}"
+        )
         for task in available_tasks(path):
             adapter = json.loads((path / task / "adapter_config.json").read_text())
             test = (adapter.get("metrics") or {}).get("test") or {}
             auc = test.get("macro_auc")
             extra = f"  held-out macro-AUC {auc:.3f} (n={test.get('n')})" if isinstance(auc, (int, float)) else ""
-            print(f"    {task:<12} {adapter.get('variant')} r={adapter.get('r')}  labels={adapter.get('labels')}{extra}")
+            print(
+                f"    {task:<12} {adapter.get('variant')} r={adapter.get('r')}  labels={adapter.get('labels')}{extra}"
+            )
     return 0
 
 
@@ -260,7 +277,9 @@ class _Parser(argparse.ArgumentParser):
 def _record_arguments(p) -> None:
     p.add_argument("--fs", type=float, default=None, help="sampling rate in Hz (needed for .npy/.csv without sidecar)")
     p.add_argument("--leads", default=None, help="comma-separated lead names of the file's rows/columns")
-    p.add_argument("--gain", type=float, default=None, help="ADC units per mV for integer .mat/.npy/.csv files without a header")
+    p.add_argument(
+        "--gain", type=float, default=None, help="ADC units per mV for integer .mat/.npy/.csv files without a header"
+    )
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model id or directory (default {DEFAULT_MODEL})")
     p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -272,14 +291,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("predict", help="classify ECG records with task adapters")
-    p.add_argument("records", nargs="+", metavar="RECORD", help="WFDB header (.hea), .mat, .npy, .csv; or folders and globs")
+    p.add_argument(
+        "records", nargs="+", metavar="RECORD", help="WFDB header (.hea), .mat, .npy, .csv; or folders and globs"
+    )
     p.add_argument("--task", default=None, help="task adapter to use (tac-ecg list shows them)")
     p.add_argument("--tasks", default=None, help="several tasks in one pass, comma-separated")
     _record_arguments(p)
-    p.add_argument("--threshold", type=float, default=None, help="one decision threshold in [0, 1] for multi-label tasks (default: the adapter's calibrated per-class thresholds)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="one decision threshold in [0, 1] for multi-label tasks (default: the adapter's calibrated per-class "
+             "thresholds)",
+    )
     p.add_argument("--plot", default=None, help="write a PNG of the leads with the prediction (one record)")
-    p.add_argument("--out", default=None, help="write one row per record and task to a .csv, .jsonl or .parquet file (resumable)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="bf16: CPU autocast on AVX-512 BF16 / AMX")
+    p.add_argument(
+        "--out", default=None, help="write one row per record and task to a .csv, .jsonl or .parquet file (resumable)"
+    )
+    p.add_argument(
+        "--dtype", default="fp32", choices=["fp32", "bf16"], help="bf16: CPU autocast on AVX-512 BF16 / AMX"
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the model (pays off for bulk runs only)")
     p.add_argument("--batch-size", type=int, default=64, help="windows per forward pass")
     p.add_argument("--workers", type=int, default=1, help="DataLoader processes reading and preparing records (bulk)")
@@ -315,12 +346,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true")
     p.set_defaults(func=_cmd_push)
 
-    p = sub.add_parser("seed-cache", help="copy the bundled models into the Hugging Face cache (offline AutoModel / pipeline by id)")
+    p = sub.add_parser(
+        "seed-cache", help="copy the bundled models into the Hugging Face cache (offline AutoModel / pipeline by id)"
+    )
     p.set_defaults(func=_cmd_seed_cache)
 
     p = sub.add_parser("demo", help="run CETP -> LRC-Adapter -> evaluation on the real data (a few minutes on CPU)")
     p.add_argument("--data-dir", default=_default_data_dir())
-    p.add_argument("--output-dir", default=None, help="where to write the demo's models and plots (default: a temp dir)")
+    p.add_argument(
+        "--output-dir", default=None, help="where to write the demo's models and plots (default: a temp dir)"
+    )
     p.add_argument("--quick", action="store_true", help="smaller settings (for smoke tests)")
     p.set_defaults(func=_cmd_demo)
     return parser
@@ -340,7 +375,11 @@ class _NoteHandler(logging.Handler):
 def _notes(args) -> list[str]:
     """Warnings of the data layer and the library (UserWarning, not library deprecations) and logged notes."""
     caught, handler = getattr(args, "_notes_source", ([], None))
-    notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning) and not issubclass(w.category, FutureWarning)]
+    notes = [
+        str(w.message)
+        for w in caught
+        if issubclass(w.category, UserWarning) and not issubclass(w.category, FutureWarning)
+    ]
     notes += handler.messages if handler is not None else []
     return list(dict.fromkeys(" ".join(n.split()) for n in notes if n.strip()))
 
@@ -349,8 +388,8 @@ def _notes(args) -> list[str]:
 def _quiet_libraries():
     """No library log lines or loading bars on stderr while a command runs (stderr carries only the one-line error);
     the previous settings are restored afterwards (``main`` may be called in-process)."""
-    from transformers.utils import logging as hf_logging
     import huggingface_hub.utils as hub_utils
+    from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
     bars = hf_logging.is_progress_bar_enabled()

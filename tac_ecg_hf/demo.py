@@ -30,7 +30,8 @@ def _table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
 
 
 def run_demo(data_dir: str, output_dir: str | None = None, quick: bool = False) -> list[dict]:
-    """CETP, then LRC-Adapter vs linear probe vs from scratch on ptbxl-super, with the package's own Trainer recipes."""
+    """CETP, then LRC-Adapter vs linear probe vs from scratch on ptbxl-super, with the package's own Trainer
+    recipes."""
     from transformers import TrainingArguments
 
     from .training import CETPArguments, DataArguments, ModelArguments, run_finetune, run_pretrain_cetp
@@ -38,8 +39,8 @@ def run_demo(data_dir: str, output_dir: str | None = None, quick: bool = False) 
     data_root = Path(data_dir).expanduser().resolve()
     if not (data_root / "ptbxl" / "ptbxl_database.csv").is_file():
         raise FileNotFoundError(
-            f"No PTB-XL data at {data_root / 'ptbxl'} (expected ptbxl_database.csv); pass --data-dir pointing at the folder "
-            "that holds ptbxl/, cpsc2018/ and cinc2017/ (or set TAC_ECG_DATA)."
+            f"No PTB-XL data at {data_root / 'ptbxl'} (expected ptbxl_database.csv); pass --data-dir pointing at the "
+            "folder that holds ptbxl/, cpsc2018/ and cinc2017/ (or set TAC_ECG_DATA)."
         )
     out = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="tac-ecg-demo-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -72,14 +73,20 @@ def run_demo(data_dir: str, output_dir: str | None = None, quick: bool = False) 
             base_model=None if method == "scratch" else str(out / "cetp"), method=method, encoder=encoder_type,
             encoder_overrides=json.dumps(overrides),
         )
-        data_args = DataArguments(task="ptbxl-super", data_dir=str(data_root), max_records=limit, cache_dir=str(out / "cache"))
+        data_args = DataArguments(
+            task="ptbxl-super", data_dir=str(data_root), max_records=limit, cache_dir=str(out / "cache")
+        )
         from .training import default_learning_rate
 
         result = run_finetune(model_args, data_args, args(f"ft-{method}", ft_epochs, default_learning_rate(method)))
         m = result.test_metrics
         rows.append(
             {
-                "method": {"lrc": "CETP + LRC-Adapter", "linear": "CETP + linear probe", "scratch": "from scratch (full)"}[method],
+                "method": {
+                    "lrc": "CETP + LRC-Adapter",
+                    "linear": "CETP + linear probe",
+                    "scratch": "from scratch (full)",
+                }[method],
                 "auc": m.get("macro_auc", float("nan")),
                 "f1": m.get("macro_f1", float("nan")),
                 "trainable": result.trainable_params,
@@ -116,11 +123,17 @@ def _bundled_examples(data_root: Path) -> None:
         print("      (no bundled checkpoint in this installation)")
         return
     clf = ECGTaskClassifier.from_pretrained(DEFAULT_MODEL)
-    examples = [("cpsc2018", sorted((data_root / "cpsc2018").glob("*.hea"))[:2]), ("cinc2017", sorted((data_root / "cinc2017").glob("*.hea"))[:2])]
+    examples = [
+        ("cpsc2018", sorted((data_root / "cpsc2018").glob("*.hea"))[:2]),
+        ("cinc2017", sorted((data_root / "cinc2017").glob("*.hea"))[:2]),
+    ]
     for task, files in examples:
         if task not in clf.tasks:
             continue
         for path in files:
             pred = clf.predict(str(path), task=task)
-            top = ", ".join(f"{label} {p:.2f}" for label, p in sorted(zip(pred.labels, pred.probabilities), key=lambda t: -t[1])[:3])
+            top = ", ".join(
+                f"{label} {p:.2f}"
+                for label, p in sorted(zip(pred.labels, pred.probabilities), key=lambda t: -t[1])[:3]
+            )
             print(f"      {task:<9} {path.name:<12} -> {', '.join(pred.decision) or 'none'}   ({top})")

@@ -4,22 +4,23 @@
     >>> clf = ECGTaskClassifier.from_pretrained("tac-ecg/xresnet1d101-cetp")
     >>> clf.predict("A0001.hea", task="cpsc2018").decision
 
-A model repository (bundled in the package, a local folder, the Hub cache or the Hub) is laid out the way PEFT publishes
-it: the encoder and its ``preprocessor_config.json`` at the root, each task adapter in a subfolder named by its task
-(``cpsc2018/adapter_config.json`` + ``adapter_model.safetensors``, and a ``preprocessor_config.json`` where the task reads
-its input differently, e.g. lead I only). The feature extractor saved with the model is the only definition of
-preprocessing; long records are streamed through the model in bounded batches of windows whose probabilities are
-averaged.
+A model repository (bundled in the package, a local folder, the Hub cache or the Hub) is laid out the way PEFT
+publishes it: the encoder and its ``preprocessor_config.json`` at the root, each task adapter in a subfolder named by
+its task (``cpsc2018/adapter_config.json`` + ``adapter_model.safetensors``, and a ``preprocessor_config.json`` where
+the task reads its input differently, e.g. lead I only). The feature extractor saved with the model is the only
+definition of preprocessing; long records are streamed through the model in bounded batches of windows whose
+probabilities are averaged.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,8 +41,9 @@ DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat1
 
 
 def resolve_model(repo_id: str | os.PathLike, revision: str | None = None) -> Path:
-    """Local folder of a model repository: a local directory, the checkpoint bundled with the package (no revision asked
-    for and ``TAC_ECG_PREFER_HUB`` unset), else the Hub or its cache (see :func:`tac_ecg_hf.hub.resolve_repo`)."""
+    """Local folder of a model repository: a local directory, the checkpoint bundled with the package (no revision
+    asked for and ``TAC_ECG_PREFER_HUB`` unset), else the Hub or its cache (see
+    :func:`tac_ecg_hf.hub.resolve_repo`)."""
     from .hub import resolve_repo
 
     return Path(resolve_repo(MODEL_ALIASES.get(str(repo_id), str(repo_id)), revision=revision))
@@ -55,8 +57,8 @@ def available_tasks(model_path: str | os.PathLike) -> list[str]:
 
 
 def load_feature_extractor(model_path: str | os.PathLike, task: str | None = None):
-    """The feature extractor of a model folder, or of one of its tasks (its own ``preprocessor_config.json`` when it has
-    one, else the model's)."""
+    """The feature extractor of a model folder, or of one of its tasks (its own ``preprocessor_config.json`` when it
+    has one, else the model's)."""
     from .data.feature_extraction_ecg import ECGFeatureExtractor
 
     root = Path(model_path)
@@ -64,8 +66,8 @@ def load_feature_extractor(model_path: str | os.PathLike, task: str | None = Non
         if (folder / "preprocessor_config.json").is_file():
             return ECGFeatureExtractor.from_pretrained(folder)
     raise FileNotFoundError(
-        f"{root} has no preprocessor_config.json: the feature extractor (sampling rate, leads, band-pass, window) must be "
-        "saved with the model. Save one with ECGFeatureExtractor(...).save_pretrained(folder)."
+        f"{root} has no preprocessor_config.json: the feature extractor (sampling rate, leads, band-pass, window) "
+        "must be saved with the model. Save one with ECGFeatureExtractor(...).save_pretrained(folder)."
     )
 
 
@@ -143,7 +145,9 @@ def decide(
     spec = TASKS.get(task)
     if not decision and spec is not None and spec.exhaustive:
         best = labels[int(np.argmax(probs))]
-        return [best], [f"no class reached its threshold; decided the most probable class {best} (every {task} record has one)"]
+        return [best], [
+            f"no class reached its threshold; decided the most probable class {best} (every {task} record has one)"
+        ]
     return decision, []
 
 
@@ -165,7 +169,7 @@ class ECGTaskClassifier:
         tasks: list[str] | str | None = None,
         revision: str | None = None,
         allow_pickle: bool = False,
-    ) -> "ECGTaskClassifier":
+    ) -> ECGTaskClassifier:
         """Load the encoder and the adapters of ``tasks`` (default: all) from a model id or folder.
 
         Weights are read from safetensors files only: a pickle-only encoder (``pytorch_model.bin``) or adapter
@@ -237,7 +241,7 @@ class ECGTaskClassifier:
         stored = getattr(config, "thresholds", None)
         return [float(t) for t in stored] if stored else [0.5] * len(config.labels)
 
-    def set_precision(self, dtype: str | torch.dtype = "fp32", compile: bool = False) -> "ECGTaskClassifier":
+    def set_precision(self, dtype: str | torch.dtype = "fp32", compile: bool = False) -> ECGTaskClassifier:
         """Run the model in ``"fp32"`` or ``"bf16"`` (CPU autocast: the AVX-512 BF16/AMX units), optionally through
         ``torch.compile`` (30-50 s of compilation per shape, so it pays for bulk runs only)."""
         self.dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
@@ -428,10 +432,16 @@ def as_record(record: Any, sampling_rate: float | None = None, lead_names: Seque
     if isinstance(record, np.ndarray):
         if sampling_rate is None or lead_names is None:
             raise ValueError("An array record needs sampling_rate=... and lead_names=[...] (one name per row).")
-        if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, float)) or not math.isfinite(sampling_rate):
+        if (
+            isinstance(sampling_rate, bool)
+            or not isinstance(sampling_rate, (int, float))
+            or not math.isfinite(sampling_rate)
+        ):
             raise ValueError(f"sampling_rate must be a number of Hz, got {sampling_rate!r}.")
-        return ECGRecord(signal=record, sampling_rate=float(sampling_rate), lead_names=tuple(lead_names), record_id="<array>")
+        return ECGRecord(
+            signal=record, sampling_rate=float(sampling_rate), lead_names=tuple(lead_names), record_id="<array>"
+        )
     raise TypeError(
-        f"Cannot classify a {type(record).__name__}: pass an ECGRecord, a file path, or a (leads, samples) numpy array, "
-        "torch tensor or nested list with sampling_rate= and lead_names=."
+        f"Cannot classify a {type(record).__name__}: pass an ECGRecord, a file path, or a (leads, samples) numpy "
+        "array, torch tensor or nested list with sampling_rate= and lead_names=."
     )

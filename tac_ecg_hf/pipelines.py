@@ -1,4 +1,5 @@
-"""transformers pipelines for ECGs: ``ecg-classification`` (a task adapter) and ``zero-shot-ecg-classification`` (CETP).
+"""transformers pipelines for ECGs: ``ecg-classification`` (a task adapter) and ``zero-shot-ecg-classification``
+(CETP).
 
     >>> from transformers import pipeline
     >>> classify = pipeline("ecg-classification", model="tac-ecg/xresnet1d101-cetp", adapter="cpsc2018")
@@ -17,13 +18,12 @@ derived) come back in each result dict under ``"notes"`` when there are any.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModel, Pipeline
+from transformers import AutoModel
 from transformers.pipelines.base import ChunkPipeline
 
 from .inference import CETP_SUBFOLDER, check_threshold, decide, load_feature_extractor
@@ -47,7 +47,9 @@ def _as_record(inputs: Any, sampling_rate, lead_names):
     if isinstance(inputs, dict):
         unknown = set(inputs) - {"signal", "array", "sampling_rate", "lead_names"}
         if unknown:
-            raise ValueError(f"An input dict holds 'signal', 'sampling_rate' and 'lead_names'; got extra keys {sorted(unknown)}.")
+            raise ValueError(
+                f"An input dict holds 'signal', 'sampling_rate' and 'lead_names'; got extra keys {sorted(unknown)}."
+            )
         signal = inputs.get("signal", inputs.get("array"))
         return as_record(signal, sampling_rate=inputs.get("sampling_rate"), lead_names=inputs.get("lead_names"))
     return as_record(inputs, sampling_rate=sampling_rate, lead_names=lead_names)
@@ -117,7 +119,9 @@ class ECGClassificationPipeline(_ECGChunkPipeline):
         pre = {"sampling_rate": sampling_rate, "lead_names": lead_names, "window_stride": window_stride}
         if adapter is not None:
             if adapter not in self._task_extractors:
-                raise ValueError(f"adapter {adapter!r} is not loaded; this pipeline has {sorted(self._task_extractors)}.")
+                raise ValueError(
+                    f"adapter {adapter!r} is not loaded; this pipeline has {sorted(self._task_extractors)}."
+                )
             pre["adapter"] = adapter
         post = {"top_k": top_k}
         if threshold is not None:
@@ -146,7 +150,11 @@ class ECGClassificationPipeline(_ECGChunkPipeline):
         task = first["adapter"][0] if isinstance(first["adapter"], list) else first["adapter"]
         notes = first["notes"][0] if first["notes"] and isinstance(first["notes"][0], list) else first["notes"]
         config = self.model.peft_config[task] if task is not None else None
-        labels = list(config.labels) if config is not None else [self.model.config.id2label[i] for i in range(logits.shape[-1])]
+        labels = (
+            list(config.labels)
+            if config is not None
+            else [self.model.config.id2label[i] for i in range(logits.shape[-1])]
+        )
         problem = config.problem_type if config is not None else self.model.config.problem_type
         multi = problem == "multi_label_classification"
         scores = (torch.sigmoid(logits) if multi else torch.softmax(logits, -1)).mean(0).numpy()
@@ -192,11 +200,13 @@ def _classifier_with_adapters(model, adapter):
         if hasattr(model, "head"):
             return model.eval(), {None: load_feature_extractor(folder) if folder else None}, None
         raise ValueError(
-            "ecg-classification needs a task adapter: pipeline('ecg-classification', model=..., adapter='<task>'), or a "
-            "fine-tuned classification model."
+            "ecg-classification needs a task adapter: pipeline('ecg-classification', model=..., adapter='<task>'), or "
+            "a fine-tuned classification model."
         )
     if folder is None:
-        raise ValueError("The pipeline needs the model's folder or repo id to load the adapter from; pass model='<id or folder>'.")
+        raise ValueError(
+            "The pipeline needs the model's folder or repo id to load the adapter from; pass model='<id or folder>'."
+        )
     if not isinstance(model, ECGPreTrainedModel) or hasattr(model, "head"):
         base = model
     else:  # a bare encoder: give it a classification wrapper whose head each task adapter replaces
@@ -208,7 +218,9 @@ def _classifier_with_adapters(model, adapter):
         if not (folder / task / "adapter_config.json").is_file():
             from .inference import available_tasks
 
-            raise ValueError(f"{model.name_or_path} has no adapter {task!r}; it has {available_tasks(folder) or 'none'}.")
+            raise ValueError(
+                f"{model.name_or_path} has no adapter {task!r}; it has {available_tasks(folder) or 'none'}."
+            )
         peft_model = load_task_adapter(peft_model, folder / task, task)
     peft_model.set_adapter(adapters[0])
     return peft_model.eval(), {t: load_feature_extractor(folder, t) for t in adapters}, adapters[0]
@@ -226,8 +238,9 @@ def _is_classifier_repo(folder: Path) -> bool:
 
 class ZeroShotECGClassificationPipeline(_ECGChunkPipeline):
     """Zero-shot classification with the CETP dual encoder: each candidate label (a clinical phrase, put into
-    ``hypothesis_template``) is embedded by the text tower and compared with the record's ECG embedding (the average over
-    its windows); scores are the softmax over the candidates of the temperature-scaled cosine similarities, as in CLIP.
+    ``hypothesis_template``) is embedded by the text tower and compared with the record's ECG embedding (the average
+    over its windows); scores are the softmax over the candidates of the temperature-scaled cosine similarities, as in
+    CLIP.
     """
 
     def __init__(self, model, feature_extractor=None, tokenizer=None, **kwargs):
@@ -239,8 +252,8 @@ class ZeroShotECGClassificationPipeline(_ECGChunkPipeline):
             folder = _repo_folder(model)
             if folder is None or not (folder / CETP_SUBFOLDER / "config.json").is_file():
                 raise ValueError(
-                    f"{getattr(model, 'name_or_path', model)!r} has no CETP dual encoder (a '{CETP_SUBFOLDER}/' subfolder); "
-                    "zero-shot classification needs one (examples/pretrain_cetp.py writes it)."
+                    f"{getattr(model, 'name_or_path', model)!r} has no CETP dual encoder (a '{CETP_SUBFOLDER}/' "
+                    "subfolder); zero-shot classification needs one (examples/pretrain_cetp.py writes it)."
                 )
             model = CETPModel.from_pretrained(folder / CETP_SUBFOLDER)
             feature_extractor = feature_extractor or load_feature_extractor(folder)
@@ -255,8 +268,16 @@ class ZeroShotECGClassificationPipeline(_ECGChunkPipeline):
         self._text_cache: dict[tuple, torch.Tensor] = {}
         super().__init__(model=model.eval(), feature_extractor=feature_extractor, tokenizer=tokenizer, **kwargs)
 
-    def _sanitize_parameters(self, candidate_labels=None, hypothesis_template=None, sampling_rate=None, lead_names=None,
-                             window_stride=None, top_k=None, **kwargs):
+    def _sanitize_parameters(
+        self,
+        candidate_labels=None,
+        hypothesis_template=None,
+        sampling_rate=None,
+        lead_names=None,
+        window_stride=None,
+        top_k=None,
+        **kwargs,
+    ):
         pre = {"sampling_rate": sampling_rate, "lead_names": lead_names, "window_stride": window_stride}
         post = {}
         if candidate_labels is not None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING, Mapping, Optional, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 
@@ -26,7 +27,7 @@ _TRACE = "#111111"
 _HIGHLIGHT = "#b00020"
 
 
-def _new_figure(figsize, dpi=100) -> "Figure":
+def _new_figure(figsize, dpi=100) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -35,7 +36,7 @@ def _new_figure(figsize, dpi=100) -> "Figure":
     return fig
 
 
-def save_figure(fig: "Figure", path: Optional[Union[str, os.PathLike]], dpi: Optional[int] = None) -> None:
+def save_figure(fig: Figure, path: Optional[Union[str, os.PathLike]], dpi: Optional[int] = None) -> None:
     """Save ``fig`` as PNG at ``path`` (no-op when ``path`` is None)."""
     if path is None:
         return
@@ -113,7 +114,7 @@ def plot_ecg(
     top_k: int = 5,
     units: str = "mV",
     dpi: int = 100,
-) -> "Figure":
+) -> Figure:
     """Draw a multi-lead ECG on mm-paper-like grids.
 
     Args:
@@ -176,7 +177,9 @@ def plot_ecg(
     height = rows * row_h + header + 0.4
     fig = _new_figure((width, height), dpi=dpi)
     top = 1.0 - header / height
-    gs = fig.add_gridspec(rows, cols, left=0.04, right=0.99, top=top, bottom=0.35 / height + 0.02, hspace=0.08, wspace=0.03)
+    gs = fig.add_gridspec(
+        rows, cols, left=0.04, right=0.99, top=top, bottom=0.35 / height + 0.02, hspace=0.08, wspace=0.03
+    )
     for i in range(n_leads):
         col, row = divmod(i, rows) if cols == 2 else (0, i)
         ax = fig.add_subplot(gs[row, col], label=f"lead:{names[i]}")
@@ -233,7 +236,7 @@ def plot_roc_curves(
     title: Optional[str] = None,
     *,
     from_logits: bool = False,
-) -> "Figure":
+) -> Figure:
     """One-vs-rest ROC curve per class with its AUC in the legend.
 
     Inputs follow :func:`tac_ecg_hf.metrics.classification_metrics` (``scores`` (N, K);
@@ -295,7 +298,7 @@ def plot_param_efficiency(
     title: Optional[str] = None,
     xlabel: str = "trainable parameters",
     ylabel: str = "macro AUC",
-) -> "Figure":
+) -> Figure:
     """Scatter of score against trainable parameters (log x axis).
 
     ``points``: dicts with ``name``, ``trainable_params`` (> 0), ``macro_auc`` and optional
@@ -343,7 +346,7 @@ def plot_throughput(
     *,
     title: Optional[str] = None,
     ylabel: str = "samples / s",
-) -> "Figure":
+) -> Figure:
     """Bar chart of throughput.
 
     ``bars`` is ``{name: samples_per_s}`` (one bar each) or a list of ``(group, name, value)``

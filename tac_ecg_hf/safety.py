@@ -355,7 +355,12 @@ def load_task_adapter(
         raise AdapterMismatchError(f"adapter {folder}: {_one_line(err)}") from err
     except ValueError as err:  # e.g. target_modules that match nothing, a head_module the model lacks
         raise AdapterMismatchError(f"adapter {folder} does not fit this model: {_one_line(err)}") from err
-    expected = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(peft_model, adapter_name=adapter_name, save_embedding_layers=False).items()}
+    expected = {
+        k: tuple(v.shape)
+        for k, v in get_peft_model_state_dict(
+            peft_model, adapter_name=adapter_name, save_embedding_layers=False
+        ).items()
+    }
     problems = _describe_mismatch(expected, file_shapes, "adapter")
     if problems:
         if is_peft_model:

@@ -88,7 +88,12 @@ TASKS: dict[str, TaskSpec] = {
         description="PhysioNet/CinC 2017 single-lead AF classification: Normal, AF, Other rhythm, Noisy",
         source_leads=("I",),
         source_sampling_rate=300,
-        label_descriptions={"N": "normal sinus rhythm", "A": "atrial fibrillation", "O": "other rhythm", "~": "too noisy to classify"},
+        label_descriptions={
+            "N": "normal sinus rhythm",
+            "A": "atrial fibrillation",
+            "O": "other rhythm",
+            "~": "too noisy to classify",
+        },
     ),
     "chapman": TaskSpec(
         name="chapman",

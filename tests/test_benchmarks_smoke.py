@@ -1,31 +1,17 @@
-"""Smoke tests of the benchmark scripts: each runs with ``--quick`` (tiny encoder, few steps) in a subprocess and
-writes JSON with the expected keys and positive numbers. Each speed/scale test takes about 20-30 s on 2 cores."""
+"""Smoke tests of the benchmark scripts: each runs with ``--quick`` (small settings) in a subprocess and writes JSON
+with the expected keys and positive numbers."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO_ROOT / "benchmarks"
-
-
-def _run_quick(script: str, out: Path, *extra: str) -> dict:
-    proc = subprocess.run(
-        [sys.executable, str(BENCH_DIR / script), "--quick", "--out", str(out), *extra],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO_ROOT,
-    )
-    assert proc.returncode == 0, f"{script} failed:\n{proc.stderr[-4000:]}\n{proc.stdout[-2000:]}"
-    assert "| encoder |" in proc.stdout  # a markdown table was printed
-    return json.loads((out / script.replace("bench_", "").replace(".py", ".json")).read_text())
 
 
 def _positive(value) -> bool:
@@ -33,85 +19,107 @@ def _positive(value) -> bool:
 
 
 def _check_machine(machine: dict) -> None:
-    for key in ("cpu_model", "cpu_count", "cores_available", "torch_threads", "torch", "date", "loadavg_start", "loadavg_end"):
+    for key in ("cpu_model", "cpu_count", "cores_available", "torch_threads", "torch", "date", "loadavg_start",
+                "loadavg_end"):
         assert key in machine, key
     assert _positive(machine["torch_threads"]) and _positive(machine["cores_available"])
 
 
-def test_bench_speed_quick(tmp_path):
-    data = _run_quick("bench_speed.py", tmp_path)
-    assert data["benchmark"] == "speed"
-    _check_machine(data["machine"])
-    assert data["encoders"], "no encoder measured"
-    for enc, r in data["encoders"].items():
-        train = r["training"]
-        assert set(train["methods"]) == {"lrc-serial", "lrc-parallel", "full"}
-        for m, s in train["methods"].items():
-            assert _positive(s["samples_per_s"]) and _positive(s["step_ms_median"]), (enc, m)
-            assert s["samples_per_s_p25"] <= s["samples_per_s"] <= s["samples_per_s_p75"]
-        assert train["methods"]["lrc-serial"]["trainable_params"] < train["methods"]["full"]["trainable_params"]
-        for key in ("lrc-serial/full", "lrc-parallel/full"):
-            assert _positive(train["ratios"][key]["samples_per_s_ratio"])
-        inf = r["inference"]
-        assert set(inf["models"]) == {"bare", "lrc-serial", "lrc-parallel", "lrc-parallel-merged"}
-        assert all(_positive(s["samples_per_s"]) for s in inf["models"].values())
-        assert inf["merge_max_abs_diff"] < 1e-4 and not inf["merged_has_adapter_layers"]
-        sw = r["switching"]
-        assert set(sw["set_adapter_us"]) == {"lrc-serial", "lrc-parallel"}
-        assert all(_positive(s["median"]) for s in sw["set_adapter_us"].values())
-        assert _positive(sw["load_adapter_ms"]["median"]) and sw["reload_logits_equal"] is True
-        assert _positive(sw["full_from_pretrained_ms"]["median"]) and _positive(sw["full_state_dict_swap_ms"]["median"])
-        assert all(_positive(b) for b in sw["adapter_file_bytes"].values())
-        mem = r["memory"]
-        assert set(mem) == {"lrc-serial", "lrc-parallel", "full"}
-        for m, s in mem.items():
-            assert _positive(s["peak_rss_mb"]) and _positive(s["param_memory_bytes"]), (enc, m)
-            assert math.isfinite(s["peak_rss_delta_mb"])
-            if sys.platform.startswith("linux"):  # the child's own peak, not one inherited from the parent
-                assert s["peak_reset"] is True, s
-        assert mem["lrc-serial"]["param_memory_bytes"] < mem["full"]["param_memory_bytes"]
-    for png in data["plots"]:
-        assert Path(png).is_file() and Path(png).stat().st_size < 200_000
-    assert (tmp_path / "speed.md").is_file()
-
-
-def test_bench_scale_quick(tmp_path):
-    data = _run_quick("bench_scale.py", tmp_path)
-    assert data["benchmark"] == "scale"
-    _check_machine(data["machine"])
-    rows = data["results"]
-    settings = data["settings"]
-    expected = {(length, settings["fixed_batch"]) for length in settings["lengths"]}
-    expected |= {(settings["fixed_length"], batch) for batch in settings["batch_sizes"]}
-    for mode in ("inference", "train"):
-        got = {(r["length"], r["batch"]) for r in rows if r["mode"] == mode}
-        assert got == expected, (mode, got)
-    for r in rows:
-        for key in ("step_ms_median", "samples_per_s", "ms_per_sample", "peak_rss_mb", "n_steps"):
-            assert _positive(r[key]), (r["mode"], r["length"], r["batch"], key)
-        assert math.isfinite(r["peak_rss_delta_mb"])
-        if sys.platform.startswith("linux"):
-            assert r["peak_reset"] is True, r
-    assert {(f["encoder"], f["mode"]) for f in data["fits"]} == {(e, m) for e in settings["encoders"] for m in ("inference", "train")}
-    png = Path(data["plots"][0])
-    assert png.is_file() and 0 < png.stat().st_size < 200_000
-    assert (tmp_path / "scale.md").is_file()
-
-
-def test_bench_common_statistics():
+def _import_common():
     sys.path.insert(0, str(BENCH_DIR))
     try:
         import common
     finally:
         sys.path.remove(str(BENCH_DIR))
-    s = common.summarize([3.0, 1.0, 2.0, 4.0])
-    assert s["median"] == 2.5 and s["min"] == 1.0 and s["max"] == 4.0 and s["n"] == 4
-    assert s["p25"] == pytest.approx(1.75) and s["p75"] == pytest.approx(3.25)
-    t = common.throughput_summary([0.5, 0.25, 1.0], batch=10)
-    assert t["samples_per_s"] == pytest.approx(20.0)
-    assert t["samples_per_s_p25"] <= t["samples_per_s"] <= t["samples_per_s_p75"]
-    table = common.markdown_table(["a", "b"], [[1, 2.5]])
-    assert table.splitlines()[0] == "| a | b |" and "2.50" in table
+    return common
+
+
+def test_bench_speed_quick(tmp_path, cpsc2018_dir):
+    """bench_speed.py --quick on 12 real CPSC2018 records (every section, no compile): JSON structure, positive
+    throughputs and ratios, targets, markdown and PNGs. About 45 s at one thread on 2 busy cores."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH_DIR / "bench_speed.py"), "--quick", "--data-dir", str(cpsc2018_dir.parent),
+         "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, f"bench_speed.py failed:\n{proc.stderr[-4000:]}\n{proc.stdout[-2000:]}"
+    data = json.loads((tmp_path / "speed.json").read_text())
+    assert data["benchmark"] == "speed" and "bench_speed.py --quick" in data["command"]
+    _check_machine(data["machine"])
+    assert data["machine"]["torch_threads"] == 1
+
+    def ratios_positive(ratios: dict) -> None:
+        for name, r in ratios.items():
+            assert _positive(r["median"]) and r["min"] <= r["median"] <= r["max"], name
+            assert all(_positive(v) for v in r["per_round"]), name
+
+    def variants_positive(variants: dict) -> None:
+        for name, v in variants.items():
+            assert _positive(v["per_s"]) and _positive(v["median_s"]) and v["iqr_s"] >= 0 and v["n"] >= 1, name
+
+    for model, r in data["forward"].items():
+        assert set(r["variants"]) == {"fp32", "bf16"}, model  # --quick leaves torch.compile out
+        variants_positive(r["variants"])
+        ratios_positive(r["speedup_vs_fp32"])
+        assert 0 < r["bf16_pooled_rel_error"] < 0.1 and 0 <= r["max_abs_dprob_vs_fp32"]["bf16"] < 0.1
+
+    bulk = data["bulk"]
+    assert set(bulk["variants"]) == {"bulk fp32", "forward fp32", "bulk bf16", "forward bf16",
+                                     "single-record loop fp32", "read+prepare only"}
+    variants_positive(bulk["variants"])
+    ratios_positive(bulk["ratios"])
+    assert bulk["rows_failed"] == {"fp32": 0, "bf16": 0}
+    assert bulk["rows_written"] == {"fp32": bulk["records"], "bf16": bulk["records"]}
+    assert bulk["windows"] >= bulk["records"] and 0 <= bulk["max_abs_dprob_bulk_best_vs_fp32"] < 0.1
+
+    train = data["train"]
+    assert set(train["variants"]) == {"adapter fp32", "full fp32", "adapter bf16", "full bf16"}
+    variants_positive(train["variants"])
+    ratios_positive(train["ratios"])
+    assert 0 < train["trainable_params"]["adapter"] < train["trainable_params"]["full"]
+
+    memory = data["memory"]
+    assert [r["records"] for r in memory["runs"]] == sorted(data["settings"]["memory_sizes"])
+    for r in memory["runs"]:
+        assert r["rows_written"] == r["records"]
+        assert _positive(r["peak_rss_mb"]) and _positive(r["tree_pss_peak_mb"]) and _positive(r["wall_s"])
+    assert _positive(memory["growth"]) and memory["command"].startswith("tac-ecg predict DIR")
+
+    cli = data["cli"]
+    assert len(cli["commands"]) == 3 and all(_positive(s) for s in cli["best_s"].values())
+    assert all(_positive(cli["ratios"][k]) for k in ("single_vs_import_torch_best", "folder_vs_single_best"))
+    ratios_positive({k: v for k, v in cli["ratios"].items() if isinstance(v, dict)})
+    imports = cli["importtime"]["import tac_ecg_hf"]
+    assert imports["returncode"] == 0 and _positive(imports["total_s"]) and "torch" in imports["by_package_s"]
+
+    names = {t["name"] for t in data["targets"]}
+    assert {"bulk_vs_forward_fp32", "adapter_vs_full_train_fp32", "memory_growth", "cli_single_vs_import_torch",
+            "cli_folder_vs_single"} <= names
+    assert all(_positive(t["value"]) and isinstance(t["met"], bool) for t in data["targets"])
+    expected_plots = {f"speed_{n}.png" for n in ("forward", "bulk", "train", "cli", "memory")}
+    assert {Path(p).name for p in data["plots"]} == expected_plots
+    for png in data["plots"]:
+        assert 0 < Path(png).stat().st_size < 200_000
+    assert (tmp_path / "speed.md").read_text().startswith("Command: `python benchmarks/bench_speed.py --quick")
+    assert (tmp_path / "SPEED_SECTION.md").read_text().startswith("## Speed (CPU)")
+
+
+def test_run_measured_reports_the_child_not_the_parent():
+    """The peak RSS of a child comes from under a small launcher: a big parent does not raise it (Linux records the
+    pre-exec memory's peak in the child's ru_maxrss)."""
+    common = _import_common()
+    ballast = b"\x01" * (300 * 1024**2)  # this process's peak is at least 300 MB
+    small = common.run_measured([sys.executable, "-c", "pass"])
+    big = common.run_measured([sys.executable, "-c", "import time; b = b'\\x01' * (200 * 2**20); time.sleep(0.3)"],
+                              sample_every=0.05)
+    del ballast
+    assert small["returncode"] == 0 and _positive(small["wall_s"])
+    assert small["peak_rss_mb"] < 100 < 200 <= big["peak_rss_mb"] < 300
+    assert 200 <= big["tree_pss_peak_mb"] < 300
 
 
 def _unit_interval(value) -> bool:

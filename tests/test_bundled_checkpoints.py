@@ -39,7 +39,8 @@ def test_bundled_layout_is_hub_repo_with_safetensors_only():
             assert config["peft_type"] == "LRC_ADAPTER"
             assert config["task_name"] == task
             assert config["labels"] == list(get_task(task).labels)
-            assert config["encoder_signature"]["model_type"] == json.loads((root / "config.json").read_text())["model_type"]
+            model_type = json.loads((root / "config.json").read_text())["model_type"]
+            assert config["encoder_signature"]["model_type"] == model_type
         files = [p for p in root.rglob("*") if p.is_file()]
         assert not [p for p in files if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt")]
         total += sum(p.stat().st_size for p in files)

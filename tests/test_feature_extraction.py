@@ -115,7 +115,9 @@ def test_missing_leads_derived_or_refused(cpsc2018_dir):
         j = STANDARD_LEADS.index(lead)
         corr = np.corrcoef(derived["input_values"][:, j].ravel(), truth["input_values"][:, j].ravel())[0, 1]
         assert corr > 0.95, (lead, corr)
-    no_v1 = ECGRecord(signal=full.signal[1:7], sampling_rate=500, lead_names=tuple(full.lead_names[1:7]), record_id="x")
+    no_v1 = ECGRecord(
+        signal=full.signal[1:7], sampling_rate=500, lead_names=tuple(full.lead_names[1:7]), record_id="x"
+    )
     with pytest.raises(ECGInputError, match="lead .* is missing"):
         fe(no_v1)
 
@@ -161,7 +163,8 @@ def test_bounded_window_batches():
 
 def test_band_pass_makes_raw_and_band_passed_records_agree(data_root):
     """The PTB-XL training arrays were band-passed 0.5-40 Hz upstream: a raw 500 Hz PTB-XL record and the same record
-    band-passed with scipy must give the same ptbxl-super probabilities (within 0.05) once the extractor band-passes."""
+    band-passed with scipy must give the same ptbxl-super probabilities (within 0.05) once the extractor
+    band-passes."""
     from scipy.signal import butter, sosfiltfilt
 
     from tac_ecg_hf.data import read_record
@@ -176,9 +179,12 @@ def test_band_pass_makes_raw_and_band_passed_records_agree(data_root):
     for path in paths:
         raw = read_record(path)
         sos = butter(2, [0.5, 40.0], btype="bandpass", fs=raw.sampling_rate, output="sos")
-        # a reflected 1 s edge keeps scipy's own edge transient out of the comparison (HR00004 ends in a 13 mV artefact)
+        # a reflected 1 s edge keeps scipy's own edge transient out of the comparison (HR00004 ends in a 13 mV
+        # artefact)
         filtered = sosfiltfilt(sos, raw.signal, axis=-1, padtype="even", padlen=int(raw.sampling_rate))
-        band = ECGRecord(signal=filtered, sampling_rate=raw.sampling_rate, lead_names=raw.lead_names, record_id=raw.record_id)
+        band = ECGRecord(
+            signal=filtered, sampling_rate=raw.sampling_rate, lead_names=raw.lead_names, record_id=raw.record_id
+        )
         a = clf.predict(raw, task="ptbxl-super").probabilities
         b = clf.predict(band, task="ptbxl-super").probabilities
         diffs.append(np.abs(a - b).max())

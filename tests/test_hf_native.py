@@ -208,8 +208,16 @@ def run_folder(tmp_path, offline_home, monkeypatch):
     files of ``tac-ecg/resnet-cetp``, the adapter in ``cpsc2018/`` with calibrated thresholds, ``result.json``, the
     metrics in the adapter config and ``card_metadata.json``. The metrics hold NaN where evaluation gives it (a class
     without positives has no AUC), which must come out as null."""
-    from tac_ecg_hf.training import (DataArguments, FinetuneResult, ModelArguments, load_base_extractor, save_run,
-                                     set_thresholds, task_feature_extractor, write_run_metadata)
+    from tac_ecg_hf.training import (
+        DataArguments,
+        FinetuneResult,
+        ModelArguments,
+        load_base_extractor,
+        save_run,
+        set_thresholds,
+        task_feature_extractor,
+        write_run_metadata,
+    )
 
     local_hub_env(monkeypatch, None, cache_dir=offline_home, offline=True)
     out = tmp_path / "run"

@@ -491,7 +491,11 @@ def test_parallel_on_dilated_conv_merges_exactly():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 40)
     config = LRCConfig(
-        variant="parallel", r=2, target_modules=["conv", "conv2"], labels=["a", "b"], problem_type="single_label_classification"
+        variant="parallel",
+        r=2,
+        target_modules=["conv", "conv2"],
+        labels=["a", "b"],
+        problem_type="single_label_classification",
     )
     peft_model = get_peft_model(DilatedNet(), config, adapter_name="t")
     layer = peft_model.base_model.model.conv2

@@ -203,7 +203,9 @@ def test_metric_single_label_logits_and_configs():
     ids = rng.integers(0, 4, 30)
     metric = load_metric("chapman", from_logits=True)
     res = metric.compute(predictions=logits, references=ids)
-    assert_same_results(res, classification_metrics(logits, ids, ["SB", "AFIB", "GSVT", "SR"], False, from_logits=True))
+    assert_same_results(
+        res, classification_metrics(logits, ids, ["SB", "AFIB", "GSVT", "SR"], False, from_logits=True)
+    )
     m = load_metric("multiclass")
     assert m.multi_label is False and m.labels is None
     res = m.compute(predictions=softmax(logits), references=ids)
@@ -233,10 +235,10 @@ def test_metric_config_errors():
 
 
 def test_metric_class_importable():
+    import evaluate
+
     from tac_ecg_hf.metrics import ECGClassificationMetric
     from tac_ecg_hf.metrics.ecg_classification.ecg_classification import ECGClassificationMetric as Direct
-
-    import evaluate
 
     assert ECGClassificationMetric is Direct and issubclass(Direct, evaluate.Metric)
     m = ECGClassificationMetric(task="cinc2017", keep_in_memory=True)
@@ -255,7 +257,9 @@ def test_compute_metrics_for_trainer_multilabel():
     fn = compute_metrics_for_trainer("ptbxl-super")
     out = fn(EvalPrediction(predictions=logits, label_ids=labels))
     assert all(isinstance(v, float) for v in out.values())
-    assert {"macro_auc", "macro_f1", "accuracy", "hamming_accuracy", "auc_num_skipped", "auc/NORM", "f1/HYP"} <= set(out)
+    assert {"macro_auc", "macro_f1", "accuracy", "hamming_accuracy", "auc_num_skipped", "auc/NORM", "f1/HYP"} <= set(
+        out
+    )
     ref = classification_metrics(sigmoid(logits), labels, SUPER, True)
     assert out["macro_auc"] == pytest.approx(ref["macro_auc"]) and out["macro_f1"] == pytest.approx(ref["macro_f1"])
     # a tuple of model outputs (logits first) and a plain (predictions, labels) tuple are accepted

@@ -84,12 +84,32 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for static analysers only
     from .augment import ECGAugment
     from .builders import (
-        CETP_SOURCES, TASK_SOURCES, ECGBuilderConfig, ECGDatasetBuilder, ECGTransform, decode_signal, load_cetp_pairs,
-        load_ecg_dataset, load_task_dataset,
+        CETP_SOURCES,
+        TASK_SOURCES,
+        ECGBuilderConfig,
+        ECGDatasetBuilder,
+        ECGTransform,
+        decode_signal,
+        load_cetp_pairs,
+        load_ecg_dataset,
+        load_task_dataset,
     )
     from .databases import (
-        CPSC2018, DATABASES, LUDB, MIMICIVECG, PTBXL, PTBXL_SPLIT_FOLDS, SPLITS, Chapman, CinC2017, ECGDatabase,
-        PhysioNet2020, assign_split, get_database, ptbxl_split, scp_codes_to_text,
+        CPSC2018,
+        DATABASES,
+        LUDB,
+        MIMICIVECG,
+        PTBXL,
+        PTBXL_SPLIT_FOLDS,
+        SPLITS,
+        Chapman,
+        CinC2017,
+        ECGDatabase,
+        PhysioNet2020,
+        assign_split,
+        get_database,
+        ptbxl_split,
+        scp_codes_to_text,
     )
     from .errors import ECGFileError, ECGFileNotFoundError, ECGInputError, ECGQualityWarning
     from .feature_extraction_ecg import STANDARD_LEADS, ECGFeatureExtractor, PreparedECG, canonical_lead_name

@@ -51,7 +51,9 @@ class ECGAugment:
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"ECGAugment.{name} must be a probability, got {getattr(self, name)!r}.")
         if self.crop_seconds is not None and not 0 < self.crop_seconds[0] <= self.crop_seconds[1]:
-            raise ValueError(f"ECGAugment.crop_seconds must be (min, max) with 0 < min <= max, got {self.crop_seconds!r}.")
+            raise ValueError(
+                f"ECGAugment.crop_seconds must be (min, max) with 0 < min <= max, got {self.crop_seconds!r}."
+            )
         if self.noise_std < 0:
             raise ValueError(f"ECGAugment.noise_std must be >= 0, got {self.noise_std!r}.")
 

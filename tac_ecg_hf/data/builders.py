@@ -11,8 +11,8 @@ Each example holds one record *prepared* by the model's feature extractor (leads
 band-passed: :meth:`ECGFeatureExtractor.prepare`), at full length: ``signal`` (float16 bytes, ``(num_leads, samples)``
 row-major, as datasets' ``Audio`` feature keeps bytes; python extraction of a ragged 2-D array column is 200x slower),
 ``num_leads``, ``labels`` (a multi-hot ``List(float32)`` for multi-label tasks, a ``ClassLabel`` for single-label
-tasks), ``record_id``, ``database``, ``fold`` (PTB-XL's ``strat_fold``, -1 elsewhere) and, for ECG-text pairs, ``text``.
-The windowing and normalisation then happen in the transform (:class:`ECGTransform`, the same extractor's
+tasks), ``record_id``, ``database``, ``fold`` (PTB-XL's ``strat_fold``, -1 elsewhere) and, for ECG-text pairs,
+``text``. The windowing and normalisation then happen in the transform (:class:`ECGTransform`, the same extractor's
 :meth:`~ECGFeatureExtractor.crop_window`): a random crop per epoch for training, the centre window for validation.
 
 Caching: ``<cache_dir>/<dataset>/<config id>/<version>/<hash>``; the hash covers the pipeline version, the builder
@@ -27,9 +27,10 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import datasets
 import numpy as np
@@ -66,8 +67,8 @@ TASK_SOURCES: dict[str, tuple[str, ...]] = {
     "chapman": ("ptbxl", "ludb", "physionet2020", "chapman"),
 }
 #: databases with ECG-text pairs used for CETP pre-training. CPSC2018 and CinC2017 are left out on purpose: their text
-#: would be their labels, and their adapters are estimated by k-fold cross-validation over all their records, which must
-#: not have been seen with their labels by the encoder.
+#: would be their labels, and their adapters are estimated by k-fold cross-validation over all their records, which
+#: must not have been seen with their labels by the encoder.
 CETP_SOURCES: tuple[str, ...] = ("ptbxl", "ludb", "physionet2020")
 #: sub-folder of the data root (the layout of ../shared/data) holding each database
 DATABASE_FOLDERS = {"physionet2020": "cinc2020"}
@@ -97,7 +98,8 @@ def data_fingerprint(*paths: str | os.PathLike) -> str:
                 n_files += 1
                 if n_files > _MAX_FINGERPRINT_FILES:
                     raise ECGInputError(
-                        f"{os.fspath(root)} holds more than {_MAX_FINGERPRINT_FILES} files; point data_dir at the dataset folder."
+                        f"{os.fspath(root)} holds more than {_MAX_FINGERPRINT_FILES} files; point data_dir at the "
+                        "dataset folder."
                     )
     return digest.hexdigest()[:16]
 
@@ -142,7 +144,9 @@ class ECGDatasetBuilder(datasets.GeneratorBasedBuilder):
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
         kwargs.setdefault("hash", f"{data_fingerprint(data_dir)}-{digest}")
         name = kwargs.get("database") or "ecg"
-        super().__init__(*args, data_dir=data_dir, dataset_name=f"tac_ecg_{name}", config_name=f"{name}-{digest}", **kwargs)
+        super().__init__(
+            *args, data_dir=data_dir, dataset_name=f"tac_ecg_{name}", config_name=f"{name}-{digest}", **kwargs
+        )
         self._validate()
 
     def _validate(self) -> None:
@@ -182,7 +186,9 @@ class ECGDatasetBuilder(datasets.GeneratorBasedBuilder):
             )
         if self.config.text_source is not None:
             features["text"] = datasets.Value("string")
-        return datasets.DatasetInfo(description=f"{self.config.database} prepared for {self.config.task}", features=datasets.Features(features))
+        return datasets.DatasetInfo(
+            description=f"{self.config.database} prepared for {self.config.task}", features=datasets.Features(features)
+        )
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         return [datasets.SplitGenerator(name=split, gen_kwargs={"split": split}) for split in SPLITS]
@@ -234,7 +240,8 @@ class ECGDatasetBuilder(datasets.GeneratorBasedBuilder):
                 break
         if skipped:
             warnings.warn(
-                f"{cfg.database}/{split}: skipped {len(skipped)} unusable records (kept {count}); first reasons: {skipped[:3]}",
+                f"{cfg.database}/{split}: skipped {len(skipped)} unusable records (kept {count}); first reasons: "
+                f"{skipped[:3]}",
                 ECGQualityWarning,
                 stacklevel=2,
             )
@@ -260,7 +267,9 @@ class ECGTransform:
 
     Returns ``input_values`` and whatever other columns are asked for in ``keep`` (default ``labels`` and ``text``)."""
 
-    def __init__(self, feature_extractor, train: bool = False, augment=None, seed: int | None = None, keep=("labels", "text")):
+    def __init__(
+        self, feature_extractor, train: bool = False, augment=None, seed: int | None = None, keep=("labels", "text")
+    ):
         self.fe = feature_extractor
         self.train = train
         self.augment = augment
@@ -329,7 +338,9 @@ def load_ecg_dataset(
         if info is not None and info.num_examples > 0:
             out[split] = builder.as_dataset(split=split)
         else:  # tiny datasets: an empty split with the right features instead of datasets' "no data" error
-            out[split] = datasets.Dataset.from_dict({k: [] for k in builder.info.features}, features=builder.info.features)
+            out[split] = datasets.Dataset.from_dict(
+                {k: [] for k in builder.info.features}, features=builder.info.features
+            )
     return out
 
 
@@ -370,13 +381,15 @@ def load_task_dataset(
     max_records: int | None = None,
     on_error: str = "skip",
 ) -> datasets.DatasetDict:
-    """Every record of the task's sources (default :data:`TASK_SOURCES`, those present under ``data_root``) that carries a
-    label of ``task``, mapped to its classes through the shared label map, concatenated per split (column
+    """Every record of the task's sources (default :data:`TASK_SOURCES`, those present under ``data_root``) that
+    carries a label of ``task``, mapped to its classes through the shared label map, concatenated per split (column
     ``database`` says where each came from). Test-split records of every source stay in ``test``."""
     spec = get_task(task)
     names = _available(data_root, sources or TASK_SOURCES[spec.name])
     if not names:
-        raise ECGInputError(f"No data for task {task!r} under {data_root}: expected some of {TASK_SOURCES[spec.name]}.")
+        raise ECGInputError(
+            f"No data for task {task!r} under {data_root}: expected some of {TASK_SOURCES[spec.name]}."
+        )
     parts = [
         load_ecg_dataset(
             name, database_dir(data_root, name), task=spec.name, feature_extractor=feature_extractor,

@@ -1,4 +1,5 @@
-"""The ECG feature extractor: the one definition of preprocessing, saved with every model as ``preprocessor_config.json``.
+"""The ECG feature extractor: the one definition of preprocessing, saved with every model as
+``preprocessor_config.json``.
 
 transformers' audio-classification example is the model: one extractor, saved with the model, used by the dataset
 transform, by ``Trainer(processing_class=...)`` and by inference alike. Here it turns any recording (any lead order,
@@ -7,9 +8,9 @@ sampling rate and length) into what the encoder was trained on:
 1. **check** the signal: numeric, finite (NaN/inf are refused, naming the leads), a sampling rate in
    ``[min_sampling_rate, max_sampling_rate]`` and a duration of at most ``max_duration`` seconds;
 2. **leads by name**: the model's ``lead_names`` order; the leads the model reads are ``input_leads`` (default all of
-   them; ``["I"]`` for a single-lead task). A missing limb lead is derived from two others (Einthoven/Goldberger) with a
-   note, any other missing lead is refused, naming it. Model leads outside ``input_leads`` are zero (that is how such an
-   adapter was trained); record leads the model does not read are dropped with a note;
+   them; ``["I"]`` for a single-lead task). A missing limb lead is derived from two others (Einthoven/Goldberger) with
+   a note, any other missing lead is refused, naming it. Model leads outside ``input_leads`` are zero (that is how such
+   an adapter was trained); record leads the model does not read are dropped with a note;
 3. **resample** to ``sampling_rate`` (polyphase, anti-aliased);
 4. **band-pass** ``bandpass`` Hz (zero-phase Butterworth, ``filter_order``; the PTB-XL training arrays were band-passed
    0.5-40 Hz upstream, so inference must be too);
@@ -27,9 +28,10 @@ from __future__ import annotations
 import math
 import numbers
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
@@ -126,16 +128,19 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
         sampling_rate (`int`): the model's sampling rate in Hz.
         num_samples (`int`): the model's window length in samples.
         window_stride (`int`, *optional*): distance between inference windows (default ``num_samples``: no overlap).
-        bandpass (`list[float]`, *optional*): ``[low, high]`` Hz of the zero-phase Butterworth band-pass; ``None``: none.
+        bandpass (`list[float]`, *optional*): ``[low, high]`` Hz of the zero-phase Butterworth band-pass; ``None``:
+        none.
         filter_order (`int`): Butterworth order (the zero-phase filter applies it twice).
         normalize (`bool`): z-score each lead of each window.
         input_leads (`list[str]`, *optional*): the leads the model reads (default: all ``lead_names``); the others are
             zero, as in training. ``["I"]`` for a single-lead task.
         derive_limb_leads (`bool`): derive a missing limb lead (I, II, III, aVR, aVL, aVF) from two others.
-        min_duration (`float`): records shorter than this (seconds) are refused; shorter than a window, they are padded.
+        min_duration (`float`): records shorter than this (seconds) are refused; shorter than a window, they are
+        padded.
         max_duration (`float`): records longer than this (seconds) are refused (bounds time and memory).
         min_sampling_rate, max_sampling_rate (`float`): accepted input sampling rates in Hz.
-        crop (`str`): ``"center"``, ``"start"`` or ``"random"``: the window taken when one window per record is asked for.
+        crop (`str`): ``"center"``, ``"start"`` or ``"random"``: the window taken when one window per record is asked
+        for.
 
     Example:
         >>> fe = ECGFeatureExtractor()
@@ -172,7 +177,9 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
                 "preprocessor_config.json (unknown settings are refused because they would be silently ignored)."
             )
         lead_names = list(STANDARD_LEADS if lead_names is None else lead_names)
-        super().__init__(feature_size=len(lead_names), sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
+        super().__init__(
+            feature_size=len(lead_names), sampling_rate=sampling_rate, padding_value=padding_value, **kwargs
+        )
         self.lead_names = lead_names
         self.num_samples = num_samples
         self.window_stride = window_stride
@@ -188,10 +195,12 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
         self.crop = crop
         self._validate()
 
-    # -- settings ------------------------------------------------------------------------------------------------------
+    # -- settings -----------------------------------------------------------------------------------------------------
     def _validate(self) -> None:
         def bad(what: str) -> ValueError:
-            return ValueError(f"ECGFeatureExtractor: {what}. Fix it in preprocessor_config.json or the constructor call.")
+            return ValueError(
+                f"ECGFeatureExtractor: {what}. Fix it in preprocessor_config.json or the constructor call."
+            )
 
         names = [canonical_lead_name(n) for n in self.lead_names]
         if not 1 <= len(names) <= MAX_LEADS or len(set(names)) != len(names):
@@ -209,11 +218,15 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
         if self.num_samples > MAX_NUM_SAMPLES:
             raise bad(f"num_samples={self.num_samples} exceeds the maximum {MAX_NUM_SAMPLES}")
         if self.filter_order > 8:
-            raise bad(f"filter_order={self.filter_order} exceeds 8 (a high-order IIR band-pass is numerically unstable)")
+            raise bad(
+                f"filter_order={self.filter_order} exceeds 8 (a high-order IIR band-pass is numerically unstable)"
+            )
         if self.window_stride is not None and (
             not isinstance(self.window_stride, numbers.Integral) or not 0 < self.window_stride <= self.num_samples
         ):
-            raise bad(f"window_stride must be an integer in [1, num_samples={self.num_samples}], got {self.window_stride!r}")
+            raise bad(
+                f"window_stride must be an integer in [1, num_samples={self.num_samples}], got {self.window_stride!r}"
+            )
         for key in ("min_duration", "max_duration", "min_sampling_rate", "max_sampling_rate"):
             if not _is_real(getattr(self, key)) or getattr(self, key) <= 0:
                 raise bad(f"{key} must be a positive number, got {getattr(self, key)!r}")
@@ -224,7 +237,10 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
                 raise bad(f"bandpass must be [low, high] in Hz or null, got {self.bandpass!r}")
             low, high = (float(f) for f in self.bandpass)
             if not 0 < low < high < self.sampling_rate / 2:
-                raise bad(f"bandpass must satisfy 0 < low < high < sampling_rate/2 = {self.sampling_rate / 2:g}, got {self.bandpass}")
+                raise bad(
+                    f"bandpass must satisfy 0 < low < high < sampling_rate/2 = {self.sampling_rate / 2:g}, got "
+                    f"{self.bandpass}"
+                )
             self.bandpass = [low, high]
         if self.crop not in CROP_MODES:
             raise bad(f"crop must be one of {CROP_MODES}, got {self.crop!r}")
@@ -249,7 +265,7 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
         out.pop("_sos", None)
         return out
 
-    # -- record level --------------------------------------------------------------------------------------------------
+    # -- record level -------------------------------------------------------------------------------------------------
     def prepare(
         self,
         ecg: Any,
@@ -280,8 +296,8 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
         if hasattr(ecg, "signal") and hasattr(ecg, "sampling_rate") and hasattr(ecg, "lead_names"):
             if sampling_rate is not None and not math.isclose(float(sampling_rate), float(ecg.sampling_rate)):
                 raise ECGInputError(
-                    f"Record {ecg.record_id!r} says {float(ecg.sampling_rate):g} Hz but sampling_rate={sampling_rate!r} "
-                    "was passed; drop the argument or fix the record."
+                    f"Record {ecg.record_id!r} says {float(ecg.sampling_rate):g} Hz but "
+                    f"sampling_rate={sampling_rate!r} was passed; drop the argument or fix the record."
                 )
             signal, fs = ecg.signal, ecg.sampling_rate
             names = list(lead_names) if lead_names is not None else list(ecg.lead_names)
@@ -327,7 +343,8 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
         if not self.min_sampling_rate <= fs <= self.max_sampling_rate:
             raise ECGInputError(
                 f"Record {rid}: sampling rate {fs:g} Hz is outside the {self.min_sampling_rate:g}-"
-                f"{self.max_sampling_rate:g} Hz an ECG is recorded at; check the header's sampling frequency (or --fs)."
+                f"{self.max_sampling_rate:g} Hz an ECG is recorded at; check the header's sampling frequency (or "
+                "--fs)."
             )
         n = signal.shape[-1]
         if n == 0:
@@ -340,7 +357,8 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
             )
         if duration < self.min_duration:
             raise ECGInputError(
-                f"Record {rid}: {duration:.2f} s long, shorter than the {self.min_duration:g} s minimum (the model's window "
+                f"Record {rid}: {duration:.2f} s long, shorter than the {self.min_duration:g} s minimum (the model's "
+                "window "
                 f"is {self.window_seconds:g} s); a shorter record would be mostly padding. Use a longer recording."
             )
 
@@ -371,7 +389,8 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
                 continue
             raise ECGInputError(
                 f"Record {rid}: lead {name} is missing; this model reads {wanted} and the record has {names}. "
-                "Rename the leads (--leads / lead_names=) if they are mislabelled, or use a model trained on the leads you have."
+                "Rename the leads (--leads / lead_names=) if they are mislabelled, or use a model trained on the "
+                "leads you have."
             )
         if derived:
             notes.append(f"derived missing limb lead(s) from the others: {'; '.join(derived)}")
@@ -390,7 +409,8 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
             bad_rows = np.flatnonzero(~finite.all(axis=1))
             counts = ", ".join(f"row {i}: {int((~finite[i]).sum())}" for i in bad_rows[:12])
             raise ECGInputError(
-                f"Record {rid}: non-finite samples (NaN/inf) in {len(bad_rows)} lead(s) ({counts}). Interpolate or crop "
+                f"Record {rid}: non-finite samples (NaN/inf) in {len(bad_rows)} lead(s) ({counts}). Interpolate or "
+                "crop "
                 "the gaps, or drop the record (WFDB files mark missing samples with an invalid value, read as NaN)."
             )
         std = signal.std(axis=1)
@@ -404,12 +424,15 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
         ratio = Fraction(self.sampling_rate / fs).limit_denominator(1000)
         up, down = ratio.numerator, ratio.denominator
         if up == 0 or up > 10_000 or down > 10_000:
-            raise ECGInputError(f"Record {rid}: cannot resample {fs:g} Hz to {self.sampling_rate} Hz (ratio {up}/{down}).")
+            raise ECGInputError(
+                f"Record {rid}: cannot resample {fs:g} Hz to {self.sampling_rate} Hz (ratio {up}/{down})."
+            )
         from scipy.signal import resample_poly
 
         # one lead at a time keeps the float64 temporaries to one lead's length
         out = np.stack([resample_poly(row.astype(np.float64), up, down).astype(np.float32) for row in signal])
-        if Fraction(self.sampling_rate) / Fraction(fs) != ratio:  # resampling itself is routine; an inexact ratio is not
+        # resampling itself is routine; an inexact ratio is not
+        if Fraction(self.sampling_rate) / Fraction(fs) != ratio:
             notes.append(f"resampled from {fs:g} Hz to {self.sampling_rate} Hz approximately (ratio {up}/{down})")
         return out
 
@@ -427,7 +450,7 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
             return signal
         return sosfiltfilt(sos, signal.astype(np.float64), axis=-1, padtype="even", padlen=padlen).astype(np.float32)
 
-    # -- windows -------------------------------------------------------------------------------------------------------
+    # -- windows ------------------------------------------------------------------------------------------------------
     def window_starts(self, num_samples: int, stride: int | None = None) -> np.ndarray:
         """Start offsets of the inference windows over a prepared signal of ``num_samples`` samples."""
         stride = int(stride or self.stride)
@@ -462,13 +485,15 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
     def iter_windows(
         self, prepared: PreparedECG, batch_size: int = 64, stride: int | None = None
     ) -> Iterator[np.ndarray]:
-        """Batches ``(<= batch_size, leads, num_samples)`` of all inference windows of one prepared record: memory stays
-        bounded by the batch, whatever the record's length."""
+        """Batches ``(<= batch_size, leads, num_samples)`` of all inference windows of one prepared record: memory
+        stays bounded by the batch, whatever the record's length."""
         starts = self.window_starts(prepared.num_samples, stride)
         for i in range(0, len(starts), batch_size):
             yield np.stack([self._window(prepared.signal, int(s)) for s in starts[i : i + batch_size]])
 
-    def crop_window(self, prepared: PreparedECG, crop: str | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+    def crop_window(
+        self, prepared: PreparedECG, crop: str | None = None, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
         """One window ``(leads, num_samples)``: centre, start or a random offset (training)."""
         crop = crop or self.crop
         if crop not in CROP_MODES:
@@ -482,7 +507,7 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
             start = int((rng or np.random.default_rng()).integers(0, slack + 1))
         return self._window(prepared.signal, start)
 
-    # -- the transformers entry point ----------------------------------------------------------------------------------
+    # -- the transformers entry point ---------------------------------------------------------------------------------
     def __call__(
         self,
         ecg: Any,
@@ -543,11 +568,18 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
         is_array = hasattr(ecg, "shape") and len(getattr(ecg, "shape", ())) in (1, 2)
         if is_record or is_array or (isinstance(ecg, (list, tuple)) and ecg and _is_real(ecg[0])):
             return [(ecg, sampling_rate, lead_names)]
-        if isinstance(ecg, (list, tuple)) and ecg and isinstance(ecg[0], (list, tuple)) and ecg[0] and _is_real(ecg[0][0]):
+        if (
+            isinstance(ecg, (list, tuple))
+            and ecg
+            and isinstance(ecg[0], (list, tuple))
+            and ecg[0]
+            and _is_real(ecg[0][0])
+        ):
             return [(ecg, sampling_rate, lead_names)]  # one nested-list (leads, samples) signal
         if not isinstance(ecg, (list, tuple)) or not ecg:
             raise ECGInputError(
-                f"Expected an ECG record, a (leads, samples) array or a non-empty list of them, got {type(ecg).__name__}."
+                "Expected an ECG record, a (leads, samples) array or a non-empty list of them, got "
+                f"{type(ecg).__name__}."
             )
         n = len(ecg)
         rates = list(sampling_rate) if isinstance(sampling_rate, (list, tuple, np.ndarray)) else [sampling_rate] * n

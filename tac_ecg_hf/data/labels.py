@@ -22,9 +22,9 @@ import csv
 import functools
 import io
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Iterable, Mapping
 
 from ..tasks import TASKS, get_task
 

@@ -49,7 +49,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def load_metric(task: Optional[str] = None, *, keep_in_memory: bool = True, **kwargs) -> "ECGClassificationMetric":
+def load_metric(task: Optional[str] = None, *, keep_in_memory: bool = True, **kwargs) -> ECGClassificationMetric:
     """Instantiate :class:`ECGClassificationMetric` for a task name (or ``"multilabel"`` /
     ``"multiclass"`` / ``None``) without going through evaluate's module cache.
 

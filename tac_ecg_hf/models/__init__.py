@@ -4,10 +4,10 @@ the transformers Auto classes (``AutoConfig``, ``AutoModel``, ``AutoModelForSequ
 
 from transformers import AutoFeatureExtractor
 
+from ..data.feature_extraction_ecg import ECGFeatureExtractor
 from .cetp import CETPConfig, CETPModel, default_text_model_path
 from .encoders import *  # noqa: F401,F403
 from .encoders import ENCODER_FAMILIES, ENCODER_PRESETS, create_encoder_config
-from ..data.feature_extraction_ecg import ECGFeatureExtractor
 
 
 def _register_feature_extractor() -> None:

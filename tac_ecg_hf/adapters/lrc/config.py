@@ -133,7 +133,7 @@ class LRCConfig(PeftConfig):
         return (self.alpha if self.alpha is not None else self.r) / self.r
 
     @classmethod
-    def for_task(cls, task_name: str, **kwargs) -> "LRCConfig":
+    def for_task(cls, task_name: str, **kwargs) -> LRCConfig:
         """An adapter config for one of the built-in tasks (labels and problem type filled in)."""
         from ...tasks import get_task
 

@@ -6,9 +6,10 @@ import hashlib
 import math
 import os
 import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import ClassVar, Iterable, Iterator, Sequence
+from typing import ClassVar
 
 from ...tasks import get_task
 from ..errors import ECGFileError, ECGFileNotFoundError, ECGInputError, ECGQualityWarning
@@ -34,7 +35,7 @@ def assign_split(record_id: str, fractions: Sequence[float] = (0.7, 0.15, 0.15),
         raise ValueError(f"fractions must be three non-negative numbers (train, validation, test), got {fractions!r}.")
     if not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
         raise ValueError(f"fractions must sum to 1, got {fractions!r} (sum {sum(fractions):g}).")
-    digest = hashlib.sha256(f"{seed}:{record_id}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{seed}:{record_id}".encode()).digest()
     u = int.from_bytes(digest[:8], "big") / 2.0**64
     if u < fractions[0]:
         return "train"

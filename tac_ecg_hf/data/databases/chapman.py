@@ -6,9 +6,10 @@ import logging
 import math
 import os
 from collections import Counter
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import ECGFileError, ECGFileNotFoundError
 from ..io import read_record

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from functools import cached_property
-from typing import Sequence
 
 from ...tasks import TASKS
 from ..errors import ECGFileError, ECGFileNotFoundError

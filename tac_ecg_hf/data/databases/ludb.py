@@ -4,7 +4,7 @@ records with English diagnosis statements and P/QRS/T delineation."""
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import ECGFileError, ECGFileNotFoundError
 from ..io import read_record, read_wfdb_header

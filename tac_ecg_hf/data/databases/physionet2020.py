@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import ECGFileError, ECGFileNotFoundError
 from ..io import header_info, read_record, read_wfdb_header

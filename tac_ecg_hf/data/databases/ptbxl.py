@@ -7,9 +7,10 @@ import logging
 import math
 import os
 import warnings
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import ECGFileError, ECGFileNotFoundError, ECGInputError
 from ..feature_extraction_ecg import canonical_lead_name

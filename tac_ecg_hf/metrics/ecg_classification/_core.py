@@ -26,8 +26,9 @@ import importlib.util
 import json
 import math
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -195,8 +196,7 @@ def _validate(
     k_hint = f"K={len(labels)} classes {list(labels)}" if labels is not None else "K classes"
     if s.ndim != 2:
         raise ValueError(
-            f"predictions have shape {s.shape}; expected (N, K) scores with {k_hint} "
-            f"(and references {expected_refs})."
+            f"predictions have shape {s.shape}; expected (N, K) scores with {k_hint} (and references {expected_refs})."
         )
     n, k = s.shape
     if n == 0:
@@ -327,7 +327,8 @@ def classification_metrics(
         dict with ``macro_auc``, ``macro_f1``, ``accuracy``, ``hamming_accuracy`` (multi-label only),
         ``auc_skipped_classes`` (list of label names), ``num_samples``, ``empty_decision_rate`` (multi-label: the
         fraction of records with no label decided, after any fallback), ``softmax_macro_auc`` (the TAC-ECG code's
-        non-standard variant: AUC of a softmax across the classes, also for multi-label tasks) and the per-class entries.
+        non-standard variant: AUC of a softmax across the classes, also for multi-label tasks) and the per-class
+        entries.
 
     Raises:
         ValueError: on wrong shapes, NaN/inf scores, non-0/1 multi-label references, out-of-range
@@ -410,7 +411,11 @@ def _softmax_macro_auc(logits: np.ndarray, onehot: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
     p = softmax(logits, axis=1)
-    aucs = [float(roc_auc_score(onehot[:, j], p[:, j])) for j in range(p.shape[1]) if onehot[:, j].min() != onehot[:, j].max()]
+    aucs = [
+        float(roc_auc_score(onehot[:, j], p[:, j]))
+        for j in range(p.shape[1])
+        if onehot[:, j].min() != onehot[:, j].max()
+    ]
     return float(np.mean(aucs)) if aucs else math.nan
 
 
@@ -465,7 +470,12 @@ def compute_metrics_for_trainer(
             logits, label_ids = eval_pred.predictions, eval_pred.label_ids
         else:
             logits, label_ids = eval_pred[0], eval_pred[1]
-        if isinstance(logits, (tuple, list)) and len(logits) > 0 and not np.isscalar(logits[0]) and np.ndim(logits[0]) == 2:
+        if (
+            isinstance(logits, (tuple, list))
+            and len(logits) > 0
+            and not np.isscalar(logits[0])
+            and np.ndim(logits[0]) == 2
+        ):
             logits = logits[0]
         if isinstance(label_ids, (tuple, list)) and len(label_ids) == 1:
             label_ids = label_ids[0]

@@ -5,7 +5,12 @@ from transformers import AutoConfig, AutoModel
 from .configuration_cetp import CETPConfig
 from .loss_cetp import CETPLoss, gather_features
 from .modeling_cetp import (
-    DEFAULT_TEXT_MODEL_ID, CETPModel, CETPOutput, CETPPreTrainedModel, default_text_model_path, resolve_text_model,
+    DEFAULT_TEXT_MODEL_ID,
+    CETPModel,
+    CETPOutput,
+    CETPPreTrainedModel,
+    default_text_model_path,
+    resolve_text_model,
     weights_fingerprint,
 )
 

@@ -33,7 +33,9 @@ class CETPLoss(nn.Module):
     """Symmetric InfoNCE over the global batch: the mean of ECG->text and text->ECG cross-entropy with the matching
     pairs on the diagonal of ``logit_scale * ecg @ text.T``. Features are L2-normalised embeddings."""
 
-    def forward(self, ecg_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, ecg_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor
+    ) -> torch.Tensor:
         all_ecg = gather_features(ecg_features)
         all_text = gather_features(text_features)
         world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -41,4 +43,7 @@ class CETPLoss(nn.Module):
             logit_scale = logit_scale.detach() + (logit_scale - logit_scale.detach()) / world
         logits_per_ecg = logit_scale * all_ecg @ all_text.t()
         labels = torch.arange(len(logits_per_ecg), device=logits_per_ecg.device)
-        return (nn.functional.cross_entropy(logits_per_ecg, labels) + nn.functional.cross_entropy(logits_per_ecg.t(), labels)) / 2
+        return (
+            nn.functional.cross_entropy(logits_per_ecg, labels)
+            + nn.functional.cross_entropy(logits_per_ecg.t(), labels)
+        ) / 2

@@ -111,12 +111,21 @@ class CETPModel(CETPPreTrainedModel):
     # the text tower is loaded from its own reference (see from_pretrained), not from this checkpoint
     _keys_to_ignore_on_load_missing = [r"^text_model\."]
 
-    def __init__(self, config: CETPConfig, ecg_model: ECGPreTrainedModel | None = None, text_model: PreTrainedModel | None = None):
+    def __init__(
+        self,
+        config: CETPConfig,
+        ecg_model: ECGPreTrainedModel | None = None,
+        text_model: PreTrainedModel | None = None,
+    ):
         super().__init__(config)
         self.ecg_model = ecg_model if ecg_model is not None else AutoModel.from_config(config.ecg_config)
         self.text_model = text_model if text_model is not None else AutoModel.from_config(config.text_config)
-        self.ecg_projection = CETPProjectionHead(config.ecg_config.feature_size, config.projection_dim, config.projection_dropout)
-        self.text_projection = CETPProjectionHead(config.text_config.hidden_size, config.projection_dim, config.projection_dropout)
+        self.ecg_projection = CETPProjectionHead(
+            config.ecg_config.feature_size, config.projection_dim, config.projection_dropout
+        )
+        self.text_projection = CETPProjectionHead(
+            config.text_config.hidden_size, config.projection_dim, config.projection_dropout
+        )
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
         self.loss_fct = CETPLoss()
         self.post_init()
@@ -127,7 +136,7 @@ class CETPModel(CETPPreTrainedModel):
         ecg_model: ECGPreTrainedModel | str,
         text_model: PreTrainedModel | str | None = None,
         **config_kwargs,
-    ) -> "CETPModel":
+    ) -> CETPModel:
         """Build CETP from an ECG encoder (model, config or checkpoint) and a pre-trained text model
         (id/path; default: the offline all-MiniLM-L6-v2)."""
         from transformers import PreTrainedConfig
@@ -153,12 +162,14 @@ class CETPModel(CETPPreTrainedModel):
     def text_model_path(self) -> str:
         """Where the text tower and its tokenizer load from (the reference, resolved for offline use)."""
         if self.config.text_model_name_or_path is None:
-            raise ValueError("this CETP model carries its own text tower; load the tokenizer from the checkpoint folder.")
+            raise ValueError(
+                "this CETP model carries its own text tower; load the tokenizer from the checkpoint folder."
+            )
         return resolve_text_model(self.config.text_model_name_or_path)
 
     def save_pretrained(self, save_directory, *args, state_dict=None, **kwargs):
-        """As transformers' ``save_pretrained``; a referenced text tower is not copied unless it was trained: then it is
-        saved too and the reference dropped."""
+        """As transformers' ``save_pretrained``; a referenced text tower is not copied unless it was trained: then it
+        is saved too and the reference dropped."""
         if self.config.text_model_name_or_path is not None:
             if weights_fingerprint(self.text_model) != self.config.text_model_fingerprint:
                 self.config.text_model_name_or_path = self.config.text_model_fingerprint = None  # fine-tuned: keep it
@@ -177,9 +188,10 @@ class CETPModel(CETPPreTrainedModel):
             fingerprint = weights_fingerprint(text)
             if model.config.text_model_fingerprint and fingerprint != model.config.text_model_fingerprint:
                 raise ValueError(
-                    f"The text tower {reference!r} is not the one this CETP model was trained with (weights fingerprint "
-                    f"{fingerprint[:12]} != {model.config.text_model_fingerprint[:12]}); install the same version of it, or "
-                    "load a CETP checkpoint that carries its text tower."
+                    f"The text tower {reference!r} is not the one this CETP model was trained with (weights "
+                    "fingerprint "
+                    f"{fingerprint[:12]} != {model.config.text_model_fingerprint[:12]}); install the same version of "
+                    "it, or load a CETP checkpoint that carries its text tower."
                 )
             model.text_model.load_state_dict(text.state_dict())
         return model

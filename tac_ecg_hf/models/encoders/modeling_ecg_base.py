@@ -28,12 +28,13 @@ def check_input_values(input_values: torch.Tensor, config: ECGEncoderConfig) -> 
         raise TypeError(f"input_values must be a torch.Tensor, got {type(input_values).__name__}.")
     if input_values.dim() == 2:
         raise ValueError(
-            f"input_values has shape {tuple(input_values.shape)}; expected (batch, {config.in_channels} leads, samples). "
-            "Add a batch dimension with input_values.unsqueeze(0)."
+            f"input_values has shape {tuple(input_values.shape)}; expected (batch, {config.in_channels} leads, "
+            "samples). Add a batch dimension with input_values.unsqueeze(0)."
         )
     if input_values.dim() != 3:
         raise ValueError(
-            f"input_values has shape {tuple(input_values.shape)}; expected (batch, {config.in_channels} leads, samples)."
+            f"input_values has shape {tuple(input_values.shape)}; expected (batch, {config.in_channels} leads, "
+            "samples)."
         )
     leads = input_values.shape[1]
     if leads != config.in_channels:
@@ -152,14 +153,6 @@ class ECGPreTrainedModel(PreTrainedModel):
     main_input_name = "input_values"
     supports_gradient_checkpointing = False
 
-    @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        """As transformers' ``from_pretrained``, but in float32 unless a ``dtype`` is asked for: transformers keeps a
-        checkpoint's dtype, and a half-precision ECG model would fail on the float32 batches its feature extractor
-        makes (these models are small, and this CPU gains nothing from float16)."""
-        kwargs.setdefault("dtype", torch.float32)
-        return super().from_pretrained(*args, **kwargs)
-
     def full_auto_map(self) -> dict:
         """auto_map naming the config, the bare encoder and the classifier of this family, so that a saved
         checkpoint loads with ``trust_remote_code=True`` through any Auto class where the package is missing."""
@@ -167,7 +160,11 @@ class ECGPreTrainedModel(PreTrainedModel):
         stem = type(self).__module__.rsplit(".", 1)[-1]
         auto_map = {"AutoConfig": f"{type(self.config).__module__.rsplit('.', 1)[-1]}.{type(self.config).__name__}"}
         for obj in vars(module).values():
-            if isinstance(obj, type) and getattr(obj, "config_class", None) is self.config_class and obj.__module__ == module.__name__:
+            if (
+                isinstance(obj, type)
+                and getattr(obj, "config_class", None) is self.config_class
+                and obj.__module__ == module.__name__
+            ):
                 if issubclass(obj, ECGForSequenceClassificationBase):
                     auto_map["AutoModelForSequenceClassification"] = f"{stem}.{obj.__name__}"
                 elif issubclass(obj, ECGEncoderModel):
@@ -180,8 +177,11 @@ class ECGPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, **kwargs):
-        """``PreTrainedModel.from_pretrained``, after checking that the config fits the size of the weights file
-        (:func:`check_checkpoint_size`) before any module is allocated."""
+        """``PreTrainedModel.from_pretrained`` in float32 unless a ``dtype`` is asked for (transformers keeps a
+        checkpoint's dtype, and a half-precision ECG model would fail on the float32 batches its feature extractor
+        makes; these models are small, and this CPU gains nothing from float16), after checking that the config fits
+        the size of the weights file (:func:`check_checkpoint_size`) before any module is allocated."""
+        kwargs.setdefault("dtype", torch.float32)
         if pretrained_model_name_or_path is not None and kwargs.get("use_safetensors") is not False:
             check_checkpoint_size(cls, pretrained_model_name_or_path, config, kwargs)
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)

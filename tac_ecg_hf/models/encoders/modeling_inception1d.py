@@ -12,8 +12,12 @@ class Inception1dBlock(nn.Module):
         super().__init__()
         self.bottleneck = nn.Conv1d(in_channels, bottleneck_size, 1, bias=False) if in_channels > 1 else nn.Identity()
         branch_in = bottleneck_size if in_channels > 1 else in_channels
-        self.convs = nn.ModuleList(nn.Conv1d(branch_in, num_filters, k, padding=k // 2, bias=False) for k in kernel_sizes)
-        self.pool_branch = nn.Sequential(nn.MaxPool1d(3, stride=1, padding=1), nn.Conv1d(in_channels, num_filters, 1, bias=False))
+        self.convs = nn.ModuleList(
+            nn.Conv1d(branch_in, num_filters, k, padding=k // 2, bias=False) for k in kernel_sizes
+        )
+        self.pool_branch = nn.Sequential(
+            nn.MaxPool1d(3, stride=1, padding=1), nn.Conv1d(in_channels, num_filters, 1, bias=False)
+        )
         self.bn = nn.BatchNorm1d(num_filters * (len(kernel_sizes) + 1))
         self.act = nn.ReLU()
 
