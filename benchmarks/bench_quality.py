@@ -9,12 +9,14 @@
     python benchmarks/bench_quality.py --encoders xresnet1d101 resnet1d18 inception1d fcn lstm transformer --folds 10 \
         --methods lrc full
     # cpsc2018 / cinc2017 / chapman: stratified 5-fold CV on the bundled build's CETP encoder
-    python benchmarks/bench_quality.py --task cpsc2018 --cv 5 --base runs/bundled/xresnet1d101-cetp/cetp --methods lrc linear full scratch
+    python benchmarks/bench_quality.py --task cpsc2018 --cv 5 --base runs/bundled/xresnet1d101-cetp/cetp \
+        --methods lrc linear full scratch
 
 For each encoder and fold, CETP is pre-trained on the training folds' PTB-XL ECG-text pairs only (validation fold for
 model selection; the test fold never), then every method fine-tunes on the training folds' labels (a stratified
 fraction of them with ``--fractions``): LRC serial (TAC-ECG), LRC parallel (mergeable), PEFT LoRA on the convolutions,
-a linear probe, full fine-tuning of the CETP encoder, and the same encoder trained from scratch. ``--ablations`` adds LRC
+a linear probe, full fine-tuning of the CETP encoder, and the same encoder trained from scratch. ``--ablations`` adds
+LRC
 on a randomly initialised frozen encoder and LRC on an encoder pre-trained without text (the from-scratch supervised
 model of the same fold). Every number comes from the public predict path through ``run_finetune`` (per-record test
 predictions in ``test_predictions.jsonl``): per-class sigmoid macro-AUC (standard), macro-F1 at thresholds calibrated
@@ -37,9 +39,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("lrc", "lrc-parallel", "lora", "linear", "full", "scratch")
 METHOD_NAMES = {
-    "lrc": "CETP + LRC-Adapter (serial, TAC-ECG)", "lrc-parallel": "CETP + LRC parallel (mergeable)",
-    "lora": "CETP + PEFT LoRA", "linear": "CETP + linear probe", "full": "CETP + full fine-tuning",
-    "scratch": "from scratch (full)", "lrc-random": "LRC on a random frozen encoder",
+    "lrc": "CETP + LRC-Adapter (serial, TAC-ECG)",
+    "lrc-parallel": "CETP + LRC parallel (mergeable)",
+    "lora": "CETP + PEFT LoRA",
+    "linear": "CETP + linear probe",
+    "full": "CETP + full fine-tuning",
+    "scratch": "from scratch (full)",
+    "lrc-random": "LRC on a random frozen encoder",
     "lrc-supervised": "LRC on a supervised encoder (no text)",
 }
 ENCODER_ALIASES = {"lstm": "lstm", "transformer": "transformer"}
@@ -54,11 +60,25 @@ def training_args(out: Path, epochs: float, args, **extra):
     from transformers import TrainingArguments
 
     return TrainingArguments(
-        output_dir=str(out), num_train_epochs=epochs, per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=128, eval_strategy="epoch", save_strategy="epoch", save_total_limit=1,
-        load_best_model_at_end=True, logging_strategy="epoch", report_to="none", disable_tqdm=True,
-        remove_unused_columns=False, seed=args.seed, bf16=args.bf16, use_cpu=True, warmup_steps=0.05,
-        lr_scheduler_type="cosine", weight_decay=0.01, **extra,
+        output_dir=str(out),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=128,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=1,
+        load_best_model_at_end=True,
+        logging_strategy="epoch",
+        report_to="none",
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        seed=args.seed,
+        bf16=args.bf16,
+        use_cpu=True,
+        warmup_steps=0.05,
+        lr_scheduler_type="cosine",
+        weight_decay=0.01,
+        **extra,
     )
 
 
@@ -78,19 +98,28 @@ def run_cetp(encoder: str, fold: int | None, work: Path, args) -> Path:
     log(f"CETP {encoder} fold {fold}")
     run_pretrain_cetp(
         CETPArguments(encoder=preset, encoder_overrides=json.dumps(overrides), text_source="both"),
-        DataArguments(data_dir=str(args.data_dir), sources="ptbxl", augment=True, cache_dir=str(args.cache),
-                      max_records=args.max_records, cv_folds=10 if fold else None, cv_fold=(fold - 1) if fold else 0),
-        training_args(out, args.cetp_epochs, args, learning_rate=1e-3, metric_for_best_model="eval_loss",
-                      greater_is_better=False),
+        DataArguments(
+            data_dir=str(args.data_dir),
+            sources="ptbxl",
+            augment=True,
+            cache_dir=str(args.cache),
+            max_records=args.max_records,
+            cv_folds=10 if fold else None,
+            cv_fold=(fold - 1) if fold else 0,
+        ),
+        training_args(
+            out, args.cetp_epochs, args, learning_rate=1e-3, metric_for_best_model="eval_loss", greater_is_better=False
+        ),
     )
     return out
 
 
 def random_encoder(encoder: str, work: Path, args) -> Path:
     """A randomly initialised encoder with the feature extractor, saved once (the ablation's frozen base)."""
+    from transformers import set_seed
+
     from tac_ecg_hf.data import ECGFeatureExtractor
     from tac_ecg_hf.models.encoders import ENCODER_FAMILIES, create_encoder_config
-    from transformers import set_seed
 
     out = work / "random-encoder"
     if not (out / "model.safetensors").is_file():
@@ -102,8 +131,9 @@ def random_encoder(encoder: str, work: Path, args) -> Path:
     return out
 
 
-def run_method(method: str, base: Path | None, task: str, fold: int | None, fraction: float, out: Path, args,
-               encoder: str) -> dict:
+def run_method(
+    method: str, base: Path | None, task: str, fold: int | None, fraction: float, out: Path, args, encoder: str
+) -> dict:
     from tac_ecg_hf.training import DataArguments, ModelArguments, default_learning_rate, run_finetune
 
     if (out / "result.json").is_file():
@@ -116,14 +146,31 @@ def run_method(method: str, base: Path | None, task: str, fold: int | None, frac
     log(f"{task} {method} fold {fold} fraction {fraction}")
     start = time.time()
     result = run_finetune(
-        ModelArguments(base_model=None if kind == "scratch" else str(base), method=kind, encoder=preset,
-                       encoder_overrides=json.dumps(overrides)),
-        DataArguments(task=task, data_dir=str(args.data_dir), sources=args.sources, label_fraction=fraction,
-                      cv_folds=k, cv_fold=cv_fold, cache_dir=str(args.cache), max_records=args.max_records),
-        training_args(out, epochs, args, learning_rate=default_learning_rate(kind), metric_for_best_model="eval_macro_auc"),
+        ModelArguments(
+            base_model=None if kind == "scratch" else str(base),
+            method=kind,
+            encoder=preset,
+            encoder_overrides=json.dumps(overrides),
+        ),
+        DataArguments(
+            task=task,
+            data_dir=str(args.data_dir),
+            sources=args.sources,
+            label_fraction=fraction,
+            cv_folds=k,
+            cv_fold=cv_fold,
+            cache_dir=str(args.cache),
+            max_records=args.max_records,
+        ),
+        training_args(
+            out, epochs, args, learning_rate=default_learning_rate(kind), metric_for_best_model="eval_macro_auc"
+        ),
         command=f"bench_quality {task} {method} fold={fold} fraction={fraction}",
     )
-    log(f"  {method}: test macro-AUC {result.test_metrics.get('macro_auc', float('nan')):.3f} in {time.time() - start:.0f} s")
+    log(
+        f"  {method}: test macro-AUC {result.test_metrics.get('macro_auc', float('nan')):.3f} "
+        f"in {time.time() - start:.0f} s"
+    )
     return json.loads((out / "result.json").read_text())
 
 
@@ -141,24 +188,37 @@ def run_all(args) -> list[dict]:
             elif args.task == "ptbxl-super":
                 cetp = run_cetp(encoder, fold if args.cv is None else None, work, args)
             else:
-                raise SystemExit("--task other than ptbxl-super needs --base (a CETP encoder that never saw its records)")
+                raise SystemExit(
+                    "--task other than ptbxl-super needs --base (a CETP encoder that never saw its records)"
+                )
             plan = [(m, f) for f in args.fractions for m in args.methods]
             if args.ablations:
                 plan += [(m, f) for f in args.fractions for m in ("lrc-random", "lrc-supervised")]
             for method, fraction in plan:
-                base = {"lrc-random": lambda: random_encoder(encoder, args.work / args.task / encoder, args),
-                        "lrc-supervised": lambda: work / f"scratch-f{fraction:g}"}.get(method, lambda: cetp)()
+                base = {
+                    "lrc-random": lambda: random_encoder(encoder, args.work / args.task / encoder, args),
+                    "lrc-supervised": lambda: work / f"scratch-f{fraction:g}",
+                }.get(method, lambda: cetp)()
                 if method == "lrc-supervised" and not (base / "result.json").is_file():
                     run_method("scratch", None, args.task, fold, fraction, base, args, encoder)
                 out = work / f"{method}-f{fraction:g}"
                 result = run_method(method, base, args.task, fold, fraction, out, args, encoder)
                 adapter = folder_bytes(out / args.task, "adapter_model.safetensors")
-                rows.append({
-                    "encoder": encoder, "fold": fold, "method": method, "fraction": fraction,
-                    "trainable_params": result["trainable_params"], "total_params": result["total_params"],
-                    "test": result["test"], "train_seconds": result["train_seconds"], "dir": str(out),
-                    "adapter_bytes": adapter, "model_bytes": folder_bytes(out, "model.safetensors"),
-                })
+                rows.append(
+                    {
+                        "encoder": encoder,
+                        "fold": fold,
+                        "method": method,
+                        "fraction": fraction,
+                        "trainable_params": result["trainable_params"],
+                        "total_params": result["total_params"],
+                        "test": result["test"],
+                        "train_seconds": result["train_seconds"],
+                        "dir": str(out),
+                        "adapter_bytes": adapter,
+                        "model_bytes": folder_bytes(out, "model.safetensors"),
+                    }
+                )
     return rows
 
 
@@ -178,7 +238,9 @@ def summarize(rows: list[dict]) -> list[dict]:
     for r in rows:
         groups.setdefault((r["encoder"], r["method"], r["fraction"]), []).append(r)
     out = []
-    for (encoder, method, fraction), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], METHOD_ORDER(kv[0][1]))):
+    for (encoder, method, fraction), rs in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][2], METHOD_ORDER(kv[0][1]))
+    ):
         entry = {"encoder": encoder, "method": method, "fraction": fraction, "folds": sorted(r["fold"] for r in rs)}
         for key in ("macro_auc", "macro_f1", "softmax_macro_auc"):
             entry[key] = mean_sd(r["test"].get(key) for r in rs)
@@ -217,29 +279,46 @@ def fmt(ms: tuple) -> str:
 
 
 def markdown(rows: list[dict], summary: list[dict], args, seconds: float) -> str:
-    lines = [f"# Quality benchmark: `{args.task}`", "",
-             f"Command: `python benchmarks/bench_quality.py {' '.join(shlex.quote(a) for a in args.argv)}`  ",
-             f"Date: {time.strftime('%Y-%m-%d %H:%M')} UTC; machine: {os.cpu_count()} CPU cores; wall time {seconds / 60:.0f} min; "
-             f"seed {args.seed}; bf16 autocast {'on' if args.bf16 else 'off'}.", "",
-             "Mean ± sd over folds of held-out test metrics (per-class sigmoid macro-AUC; macro-F1 at thresholds "
-             "calibrated on the validation fold; the TAC-ECG code's softmax-AUC, a non-standard variant).", ""]
+    lines = [
+        f"# Quality benchmark: `{args.task}`",
+        "",
+        f"Command: `python benchmarks/bench_quality.py {' '.join(shlex.quote(a) for a in args.argv)}`  ",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M')} UTC; machine: {os.cpu_count()} CPU cores; "
+        f"wall time {seconds / 60:.0f} min; "
+        f"seed {args.seed}; bf16 autocast {'on' if args.bf16 else 'off'}.",
+        "",
+        "Mean ± sd over folds of held-out test metrics (per-class sigmoid macro-AUC; macro-F1 at thresholds "
+        "calibrated on the validation fold; the TAC-ECG code's softmax-AUC, a non-standard variant).",
+        "",
+    ]
     for fraction in sorted({e["fraction"] for e in summary}, reverse=True):
-        lines += [f"## {fraction:.0%} of the training labels", "",
-                  "| encoder | method | folds | macro-AUC | macro-F1 | softmax-AUC (TAC-ECG variant) | trainable | train s |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {fraction:.0%} of the training labels",
+            "",
+            "| encoder | method | folds | macro-AUC | macro-F1 | softmax-AUC (TAC-ECG variant) | trainable "
+            "| train s |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for e in (e for e in summary if e["fraction"] == fraction):
-            lines.append(f"| {e['encoder']} | {METHOD_NAMES.get(e['method'], e['method'])} | {len(e['folds'])} | "
-                         f"{fmt(e['macro_auc'])} | {fmt(e['macro_f1'])} | {fmt(e['softmax_macro_auc'])} | "
-                         f"{e['trainable_params']:,} ({e['trainable_pct']:.2f}%) | {e['train_seconds']:.0f} |")
+            lines.append(
+                f"| {e['encoder']} | {METHOD_NAMES.get(e['method'], e['method'])} | {len(e['folds'])} | "
+                f"{fmt(e['macro_auc'])} | {fmt(e['macro_f1'])} | {fmt(e['softmax_macro_auc'])} | "
+                f"{e['trainable_params']:,} ({e['trainable_pct']:.2f}%) | {e['train_seconds']:.0f} |"
+            )
         lines.append("")
     for encoder in args.encoders:
         table = storage(summary, encoder)
         if table:
-            lines += [f"## Storage for k tasks, {encoder} (fraction of k fully fine-tuned copies)", "",
-                      "| method | " + " | ".join(k for k in table[0] if k != "method") + " |",
-                      "|---|" + "---|" * (len(table[0]) - 1)]
+            lines += [
+                f"## Storage for k tasks, {encoder} (fraction of k fully fine-tuned copies)",
+                "",
+                "| method | " + " | ".join(k for k in table[0] if k != "method") + " |",
+                "|---|" + "---|" * (len(table[0]) - 1),
+            ]
             for t in table:
-                lines.append(f"| {t['method']} | " + " | ".join(f"{v:.1%}" for k, v in t.items() if k != "method") + " |")
+                lines.append(
+                    f"| {t['method']} | " + " | ".join(f"{v:.1%}" for k, v in t.items() if k != "method") + " |"
+                )
             lines.append("")
     return "\n".join(lines)
 
@@ -256,8 +335,11 @@ def plots(rows: list[dict], summary: list[dict], out: Path, task: str) -> list[s
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
         for encoder in sorted({e["encoder"] for e in summary}):
             for method in sorted({e["method"] for e in summary}, key=METHOD_ORDER):
-                pts = [(e["fraction"], *e["macro_auc"][:2]) for e in summary
-                       if e["encoder"] == encoder and e["method"] == method and e["macro_auc"][2]]
+                pts = [
+                    (e["fraction"], *e["macro_auc"][:2])
+                    for e in summary
+                    if e["encoder"] == encoder and e["method"] == method and e["macro_auc"][2]
+                ]
                 if len(pts) > 1:
                     x, m, s = map(np.asarray, zip(*sorted(pts)))
                     ax.errorbar(100 * x, m, yerr=s, marker="o", capsize=3, label=f"{METHOD_NAMES.get(method, method)}")
@@ -275,11 +357,19 @@ def plots(rows: list[dict], summary: list[dict], out: Path, task: str) -> list[s
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
         for e in full:
             ax.errorbar(e["trainable_pct"], e["macro_auc"][0], yerr=e["macro_auc"][1], marker="o", capsize=3)
-            ax.annotate(f"{e['encoder']}: {e['method']}", (e["trainable_pct"], e["macro_auc"][0]), fontsize=7,
-                        xytext=(4, 2), textcoords="offset points")
+            ax.annotate(
+                f"{e['encoder']}: {e['method']}",
+                (e["trainable_pct"], e["macro_auc"][0]),
+                fontsize=7,
+                xytext=(4, 2),
+                textcoords="offset points",
+            )
         ax.set_xscale("log")
-        ax.set(xlabel="trainable parameters (% of the model)", ylabel="test macro-AUC",
-               title=f"Parameter efficiency ({task}, 100% of the labels)")
+        ax.set(
+            xlabel="trainable parameters (% of the model)",
+            ylabel="test macro-AUC",
+            title=f"Parameter efficiency ({task}, 100% of the labels)",
+        )
         ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(out / f"param_efficiency_{task}.png", dpi=130)
@@ -293,7 +383,9 @@ def plots(rows: list[dict], summary: list[dict], out: Path, task: str) -> list[s
         from tac_ecg_hf.tasks import get_task
 
         spec = get_task(task)
-        preds = read_predictions(Path(r["dir"]) / "test_predictions.jsonl" for r in lrc if r["encoder"] == lrc[0]["encoder"])
+        preds = read_predictions(
+            Path(r["dir"]) / "test_predictions.jsonl" for r in lrc if r["encoder"] == lrc[0]["encoder"]
+        )
         probs = np.asarray([p["probabilities"] for p in preds])
         refs = np.asarray([p["reference"] for p in preds])
         onehot = refs if spec.multi_label else np.eye(spec.num_labels)[refs]
@@ -303,8 +395,11 @@ def plots(rows: list[dict], summary: list[dict], out: Path, task: str) -> list[s
                 fpr, tpr, _ = roc_curve(onehot[:, j], probs[:, j])
                 ax.plot(fpr, tpr, label=label)
         ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-        ax.set(xlabel="false positive rate", ylabel="true positive rate",
-               title=f"ROC per class, CETP + LRC ({lrc[0]['encoder']}, {len(preds)} test records)")
+        ax.set(
+            xlabel="false positive rate",
+            ylabel="true positive rate",
+            title=f"ROC per class, CETP + LRC ({lrc[0]['encoder']}, {len(preds)} test records)",
+        )
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out / f"roc_lrc_{task}.png", dpi=130)
@@ -317,8 +412,19 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="ptbxl-super")
     p.add_argument("--encoders", nargs="+", default=["xresnet1d101"])
-    p.add_argument("--folds", nargs="+", type=int, default=[10], help="PTB-XL strat_folds used as test folds (or CV folds 0..k-1 with --cv)")
-    p.add_argument("--cv", type=int, default=None, help="stratified k-fold CV instead of PTB-XL's folds (other tasks; needs --base)")
+    p.add_argument(
+        "--folds",
+        nargs="+",
+        type=int,
+        default=[10],
+        help="PTB-XL strat_folds used as test folds (or CV folds 0..k-1 with --cv)",
+    )
+    p.add_argument(
+        "--cv",
+        type=int,
+        default=None,
+        help="stratified k-fold CV instead of PTB-XL's folds (other tasks; needs --base)",
+    )
     p.add_argument("--base", type=Path, default=None, help="a CETP run folder to use instead of per-fold CETP")
     p.add_argument("--sources", default=None, help="comma-separated databases (default: every source of the task)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)

@@ -49,11 +49,15 @@ ZERO_SHOT_PROMPTS = {
 #: repo id -> encoder preset, description, CETP epochs, epochs per task
 ENCODERS = {
     "tac-ecg/xresnet1d101-cetp": {
-        "preset": "xresnet1d101", "description": "XResNet1d-101 (TAC-ECG's encoder)", "cetp_epochs": 40,
+        "preset": "xresnet1d101",
+        "description": "XResNet1d-101 (TAC-ECG's encoder)",
+        "cetp_epochs": 40,
         "task_epochs": {"ptbxl-super": 30, "cpsc2018": 40, "cinc2017": 40, "chapman": 40},
     },
     "tac-ecg/resnet-cetp": {
-        "preset": "resnet1d18-small", "description": "ResNet18-1d (width 32)", "cetp_epochs": 40,
+        "preset": "resnet1d18-small",
+        "description": "ResNet18-1d (width 32)",
+        "cetp_epochs": 40,
         "task_epochs": {"ptbxl-super": 30, "cpsc2018": 40, "cinc2017": 40, "chapman": 40},
     },
 }
@@ -79,27 +83,82 @@ def run(cmd: list[str], log: Path) -> None:
 
 def common(quick: bool, data_dir: str, cache: Path) -> list[str]:
     limit = ["--max_records", "40"] if quick else []
-    return ["--data_dir", data_dir, "--cache_dir", str(cache), "--seed", str(SEED), "--bf16", "--disable_tqdm", "true",
-            "--save_total_limit", "1", *limit]
+    return [
+        "--data_dir",
+        data_dir,
+        "--cache_dir",
+        str(cache),
+        "--seed",
+        str(SEED),
+        "--bf16",
+        "--disable_tqdm",
+        "true",
+        "--save_total_limit",
+        "1",
+        *limit,
+    ]
 
 
 def cetp_command(spec: dict, out: Path, data_dir: str, cache: Path, quick: bool) -> list[str]:
     return [
-        "python", "examples/pretrain_cetp.py", "--encoder", spec["preset"], "--output_dir", str(out),
-        "--num_train_epochs", "1" if quick else str(spec["cetp_epochs"]), "--per_device_train_batch_size", "128",
-        "--learning_rate", "1e-3", "--warmup_steps", "0.05", "--augment", "--text_source", "both",
-        "--load_best_model_at_end", "--metric_for_best_model", "eval_loss", "--greater_is_better", "false",
+        "python",
+        "examples/pretrain_cetp.py",
+        "--encoder",
+        spec["preset"],
+        "--output_dir",
+        str(out),
+        "--num_train_epochs",
+        "1" if quick else str(spec["cetp_epochs"]),
+        "--per_device_train_batch_size",
+        "128",
+        "--learning_rate",
+        "1e-3",
+        "--warmup_steps",
+        "0.05",
+        "--augment",
+        "--text_source",
+        "both",
+        "--load_best_model_at_end",
+        "--metric_for_best_model",
+        "eval_loss",
+        "--greater_is_better",
+        "false",
         *common(quick, data_dir, cache),
     ]
 
 
-def task_command(task: str, base: Path, out: Path, epochs: int, data_dir: str, cache: Path, quick: bool,
-                 extra: list[str] | None = None) -> list[str]:
+def task_command(
+    task: str,
+    base: Path,
+    out: Path,
+    epochs: int,
+    data_dir: str,
+    cache: Path,
+    quick: bool,
+    extra: list[str] | None = None,
+) -> list[str]:
     return [
-        "python", "examples/finetune.py", "--task", task, "--method", "lrc", "--base_model", str(base),
-        "--output_dir", str(out), "--num_train_epochs", "1" if quick else str(epochs), "--per_device_train_batch_size",
-        "64", "--warmup_steps", "0.05", "--load_best_model_at_end", "--metric_for_best_model", "eval_macro_auc",
-        *common(quick, data_dir, cache), *(extra or []),
+        "python",
+        "examples/finetune.py",
+        "--task",
+        task,
+        "--method",
+        "lrc",
+        "--base_model",
+        str(base),
+        "--output_dir",
+        str(out),
+        "--num_train_epochs",
+        "1" if quick else str(epochs),
+        "--per_device_train_batch_size",
+        "64",
+        "--warmup_steps",
+        "0.05",
+        "--load_best_model_at_end",
+        "--metric_for_best_model",
+        "eval_macro_auc",
+        *common(quick, data_dir, cache),
+        *(extra or []),
     ]
 
 
@@ -114,11 +173,23 @@ def commands_for(repo_id: str, runs: Path, data_dir: str, quick: bool) -> dict[s
     for task in CV_TASKS:
         for fold in range(CV_FOLDS):
             cmds[f"cv-{task}-{fold}"] = task_command(
-                task, cetp, runs / name / f"cv-{task}-{fold}", spec["task_epochs"][task], data_dir, cache, quick,
+                task,
+                cetp,
+                runs / name / f"cv-{task}-{fold}",
+                spec["task_epochs"][task],
+                data_dir,
+                cache,
+                quick,
                 ["--cv_folds", str(CV_FOLDS), "--cv_fold", str(fold)],
             )
     cmds["chapman-without-ludb"] = task_command(
-        "chapman", cetp, runs / name / "chapman-without-ludb", spec["task_epochs"]["chapman"], data_dir, cache, quick,
+        "chapman",
+        cetp,
+        runs / name / "chapman-without-ludb",
+        spec["task_epochs"]["chapman"],
+        data_dir,
+        cache,
+        quick,
         ["--sources", "ptbxl,physionet2020"],
     )
     return cmds
@@ -143,43 +214,61 @@ def _fmt_ci(metrics: dict, key: str) -> str:
 
 def _row(label: str, metrics: dict, multi: bool) -> str:
     empty = f"{100 * metrics['empty_decision_rate']:.0f}%" if multi and "empty_decision_rate" in metrics else "-"
-    return (f"| {label} | {metrics.get('n', 0)} | {_fmt_ci(metrics, 'macro_auc')} | {_fmt_ci(metrics, 'macro_f1')} | "
-            f"{metrics.get('accuracy', float('nan')):.3f} | {empty} |")
+    return (
+        f"| {label} | {metrics.get('n', 0)} | {_fmt_ci(metrics, 'macro_auc')} | {_fmt_ci(metrics, 'macro_f1')} | "
+        f"{metrics.get('accuracy', float('nan')):.3f} | {empty} |"
+    )
 
 
-def task_details(task: str, held_out: dict, cv: dict | None, extra_rows: list[tuple[str, dict]], thresholds, sources) -> str:
+def task_details(
+    task: str, held_out: dict, cv: dict | None, extra_rows: list[tuple[str, dict]], thresholds, sources
+) -> str:
     from tac_ecg_hf.tasks import get_task
 
     spec = get_task(task)
     lines = [
         "| evaluation | n | macro-AUC (95% CI) | macro-F1 (95% CI) | accuracy | records with no label decided |",
         "|---|---|---|---|---|---|",
-        _row("held-out test split of every source (never seen in CETP or adapter training)", held_out, spec.multi_label),
+        _row(
+            "held-out test split of every source (never seen in CETP or adapter training)", held_out, spec.multi_label
+        ),
     ]
     for label, metrics in ([] if cv is None else list(cv.items())) + extra_rows:
         lines.append(_row(label, metrics, spec.multi_label))
     lines.append("")
-    lines.append(f"Trained on the records of {', '.join(f'{k} ({v})' for k, v in sources.items())} that carry "
-                 f"{task} labels in the package's label space (`tac_ecg_hf/data/label_map.csv`); test-split records of "
-                 "every source were held out. Metrics come from the public predict path (all windows of a record "
-                 "averaged) on the files of this repository; CIs are percentile bootstraps over records.")
+    lines.append(
+        f"Trained on the records of {', '.join(f'{k} ({v})' for k, v in sources.items())} that carry "
+        f"{task} labels in the package's label space (`tac_ecg_hf/data/label_map.csv`); test-split records of "
+        "every source were held out. Metrics come from the public predict path (all windows of a record "
+        "averaged) on the files of this repository; CIs are percentile bootstraps over records."
+    )
     if spec.multi_label and thresholds:
         lines.append("")
-        lines.append("Calibrated per-class decision thresholds (F1-optimal on validation records), used by `predict`, "
-                     "the CLI and the pipeline: " + ", ".join(f"{l} {t:.3f}" for l, t in zip(spec.labels, thresholds)) + ".")
+        lines.append(
+            "Calibrated per-class decision thresholds (F1-optimal on validation records), used by `predict`, "
+            "the CLI and the pipeline: "
+            + ", ".join(f"{label} {t:.3f}" for label, t in zip(spec.labels, thresholds))
+            + "."
+        )
     if spec.exhaustive:
         lines.append("")
-        lines.append(f"Every {task} record has at least one of these classes, so a prediction never decides nothing: "
-                     "when no class reaches its threshold the most probable one is decided, with a note.")
+        lines.append(
+            f"Every {task} record has at least one of these classes, so a prediction never decides nothing: "
+            "when no class reaches its threshold the most probable one is decided, with a note."
+        )
     if task == "chapman":
         lines.append("")
-        lines.append("No Chapman-Shaoxing signals were available: this adapter is trained on other sources' rhythm "
-                     "labels mapped to Chapman's four groups (SB; AFIB = AF + AFL; GSVT = SVT, AT, AVNRT, AVRT, SAAWR, "
-                     "ST; SR = SR + SI). It has not been evaluated on Chapman-Shaoxing recordings.")
+        lines.append(
+            "No Chapman-Shaoxing signals were available: this adapter is trained on other sources' rhythm "
+            "labels mapped to Chapman's four groups (SB; AFIB = AF + AFL; GSVT = SVT, AT, AVNRT, AVRT, SAAWR, "
+            "ST; SR = SR + SI). It has not been evaluated on Chapman-Shaoxing recordings."
+        )
     if task == "cinc2017":
         lines.append("")
-        lines.append("Reads lead I only (the 12-lead encoder's other leads are zero). The Noisy class (~) has "
-                     "examples in CinC 2017 only.")
+        lines.append(
+            "Reads lead I only (the 12-lead encoder's other leads are zero). The Noisy class (~) has "
+            "examples in CinC 2017 only."
+        )
     return "\n".join(lines)
 
 
@@ -208,37 +297,67 @@ def assemble(repo_id: str, runs: Path, root: Path, data_dir: str, cmds: dict[str
         if task in CV_TASKS:
             rows = read_predictions(runs / name / f"cv-{task}-{f}" / "test_predictions.jsonl" for f in range(CV_FOLDS))
             cv = {
-                f"{CV_FOLDS}-fold CV, {CV_TASKS[task]} records (out-of-fold)": pooled_metrics(rows, task, [CV_TASKS[task]]),
+                f"{CV_FOLDS}-fold CV, {CV_TASKS[task]} records (out-of-fold)": pooled_metrics(
+                    rows, task, [CV_TASKS[task]]
+                ),
                 f"{CV_FOLDS}-fold CV, all sources (out-of-fold)": pooled_metrics(rows, task),
             }
         if task == "chapman":
-            extra.append(("trained without LUDB, scored on every LUDB record (another hospital)",
-                          evaluate_split(str(runs / name / "chapman-without-ludb"), task, data_dir, split=None,
-                                         sources=["ludb"])))
+            extra.append(
+                (
+                    "trained without LUDB, scored on every LUDB record (another hospital)",
+                    evaluate_split(
+                        str(runs / name / "chapman-without-ludb"), task, data_dir, split=None, sources=["ludb"]
+                    ),
+                )
+            )
         sources = held_out.get("sources", {})
         details = task_details(task, held_out, cv, extra, result.get("thresholds"), sources)
         config = json.loads((target / task / "adapter_config.json").read_text())
         config["base_model_name_or_path"] = repo_id
-        config["metrics"] = {"test": held_out, "cv": cv, "extra": dict(extra) or None, "seed": SEED,
-                             "command": " ".join(shlex.quote(c) for c in cmds[task]),
-                             "trainable_params": result.get("trainable_params"), "total_params": result.get("total_params")}
+        config["metrics"] = {
+            "test": held_out,
+            "cv": cv,
+            "extra": dict(extra) or None,
+            "seed": SEED,
+            "command": " ".join(shlex.quote(c) for c in cmds[task]),
+            "trainable_params": result.get("trainable_params"),
+            "total_params": result.get("total_params"),
+        }
         dump_json(config, target / task / "adapter_config.json")
         (target / task / "card_metadata.json").unlink(missing_ok=True)
         headline = ("macro_auc", "macro_f1", "accuracy", "empty_decision_rate", "n")
         write_card_metadata(
-            target / task, task=task, method="lrc", metrics={k: held_out[k] for k in headline if k in held_out},
-            split="test", command=config["metrics"]["command"], seed=SEED, base_model=repo_id, details=details,
+            target / task,
+            task=task,
+            method="lrc",
+            metrics={k: held_out[k] for k in headline if k in held_out},
+            split="test",
+            command=config["metrics"]["command"],
+            seed=SEED,
+            base_model=repo_id,
+            details=details,
         )
-        summary[task] = {"test": {k: held_out.get(k) for k in ("n", "macro_auc", "macro_f1", "empty_decision_rate")},
-                         "cv": {k: {m: v.get(m) for m in ("n", "macro_auc", "macro_f1", "empty_decision_rate")}
-                                for k, v in (cv or {}).items()}}
+        summary[task] = {
+            "test": {k: held_out.get(k) for k in ("n", "macro_auc", "macro_f1", "empty_decision_rate")},
+            "cv": {
+                k: {m: v.get(m) for m in ("n", "macro_auc", "macro_f1", "empty_decision_rate")}
+                for k, v in (cv or {}).items()
+            },
+        }
     zero_shot = zero_shot_metrics(target, data_dir)
     write_card_metadata(
-        target / "cetp", method="cetp", seed=SEED, command=" ".join(shlex.quote(c) for c in cmds["cetp"]),
-        details=(f"CETP on {cetp_metrics.get('train_pairs')} training ECG-text pairs ({cetp_metrics.get('validation_pairs')} "
-                 f"for model selection; best validation contrastive loss {cetp_metrics.get('eval_loss', float('nan')):.3f}). "
-                 f"Zero-shot ptbxl-super on the held-out test fold (n={zero_shot['n']}): macro-AUC "
-                 f"{_fmt_ci(zero_shot, 'macro_auc')} with the prompts {json.dumps(ZERO_SHOT_PROMPTS)}."),
+        target / "cetp",
+        method="cetp",
+        seed=SEED,
+        command=" ".join(shlex.quote(c) for c in cmds["cetp"]),
+        details=(
+            f"CETP on {cetp_metrics.get('train_pairs')} training ECG-text pairs "
+            f"({cetp_metrics.get('validation_pairs')} for model selection; best validation contrastive loss "
+            f"{cetp_metrics.get('eval_loss', float('nan')):.3f}). "
+            f"Zero-shot ptbxl-super on the held-out test fold (n={zero_shot['n']}): macro-AUC "
+            f"{_fmt_ci(zero_shot, 'macro_auc')} with the prompts {json.dumps(ZERO_SHOT_PROMPTS)}."
+        ),
     )
     write_card_metadata(target, base_model=None, license="cc-by-4.0")
     write_model_card(target, repo_id)
@@ -270,9 +389,13 @@ def zero_shot_metrics(repo: Path, data_dir: str) -> dict:
         refs.append(db.task_labels(record, "ptbxl-super"))
     probs, references = np.asarray(scores), _references(refs, "ptbxl-super")
     metrics = classification_metrics(probs, references, labels=labels, multi_label=True)
-    metrics["macro_auc_ci95"] = list(bootstrap_ci(
-        lambda p, r: classification_metrics(p, r, labels=labels, multi_label=True, per_class=False)["macro_auc"],
-        probs, references))
+    metrics["macro_auc_ci95"] = list(
+        bootstrap_ci(
+            lambda p, r: classification_metrics(p, r, labels=labels, multi_label=True, per_class=False)["macro_auc"],
+            probs,
+            references,
+        )
+    )
     return {"n": len(ids), **metrics}
 
 
@@ -285,7 +408,9 @@ def expected_outputs(root: Path, data_dir: str) -> dict:
         for task, records in EXAMPLE_RECORDS.items():
             for rel in records:
                 pred = clf.predict(str(Path(data_dir) / rel), task=task)
-                out.setdefault(repo_id, {}).setdefault(task, {})[rel] = [round(float(p), 6) for p in pred.probabilities]
+                out.setdefault(repo_id, {}).setdefault(task, {})[rel] = [
+                    round(float(p), 6) for p in pred.probabilities
+                ]
     return out
 
 

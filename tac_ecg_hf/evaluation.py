@@ -7,16 +7,22 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from typing import Iterable, Sequence
 
 import numpy as np
 
 from .tasks import get_task
 
 __all__ = [
-    "load_records", "predict_records", "evaluate_model", "evaluate_split", "metrics_with_ci",
-    "write_predictions", "read_predictions", "pooled_metrics",
+    "load_records",
+    "predict_records",
+    "evaluate_model",
+    "evaluate_split",
+    "metrics_with_ci",
+    "write_predictions",
+    "read_predictions",
+    "pooled_metrics",
 ]
 
 
@@ -71,8 +77,14 @@ def _classifier(model, task: str):
     return ECGTaskClassifier.from_pretrained(model, tasks=[task])
 
 
-def metrics_with_ci(probs: np.ndarray, references: np.ndarray, task: str, thresholds: Sequence[float] | None,
-                    n_bootstrap: int = 1000, seed: int = 0) -> dict:
+def metrics_with_ci(
+    probs: np.ndarray,
+    references: np.ndarray,
+    task: str,
+    thresholds: Sequence[float] | None,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> dict:
     """The task's metrics at the given thresholds (exhaustive tasks fall back to the most probable class), with
     percentile bootstrap 95% CIs of macro-AUC and macro-F1."""
     from .metrics import bootstrap_ci, classification_metrics
@@ -83,6 +95,7 @@ def metrics_with_ci(probs: np.ndarray, references: np.ndarray, task: str, thresh
         kwargs["threshold"] = list(thresholds) if thresholds else 0.5
     metrics = classification_metrics(probs, references, **kwargs)
     for key in ("macro_auc", "macro_f1") if n_bootstrap > 0 else ():
+
         def metric(p, r, key=key):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -93,8 +106,14 @@ def metrics_with_ci(probs: np.ndarray, references: np.ndarray, task: str, thresh
     return metrics
 
 
-def evaluate_model(model, task: str, data_root, refs: Iterable[dict], n_bootstrap: int = 1000,
-                   predictions_path: str | os.PathLike | None = None) -> dict:
+def evaluate_model(
+    model,
+    task: str,
+    data_root,
+    refs: Iterable[dict],
+    n_bootstrap: int = 1000,
+    predictions_path: str | os.PathLike | None = None,
+) -> dict:
     """Metrics of ``model`` (a folder, id or ``ECGTaskClassifier``) on ``refs`` through the public predict path; with
     ``predictions_path``, also every record's probabilities and decision (JSON Lines), e.g. to pool the out-of-fold
     predictions of a cross-validation."""
@@ -113,11 +132,19 @@ def write_predictions(path, refs: Sequence[dict], predictions, references: np.nd
 
     with open(path, "w") as fh:
         for ref, pred, target in zip(refs, predictions, references):
-            fh.write(json.dumps({
-                "database": ref["database"], "record_id": ref["record_id"],
-                "probabilities": [round(float(p), 6) for p in pred.probabilities], "decision": pred.decision,
-                "reference": np.asarray(target).tolist(),
-            }, allow_nan=False) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "database": ref["database"],
+                        "record_id": ref["record_id"],
+                        "probabilities": [round(float(p), 6) for p in pred.probabilities],
+                        "decision": pred.decision,
+                        "reference": np.asarray(target).tolist(),
+                    },
+                    allow_nan=False,
+                )
+                + "\n"
+            )
 
 
 def read_predictions(paths: Iterable[str | os.PathLike]) -> list[dict]:
@@ -130,7 +157,9 @@ def read_predictions(paths: Iterable[str | os.PathLike]) -> list[dict]:
     return rows
 
 
-def pooled_metrics(rows: Sequence[dict], task: str, databases: Sequence[str] | None = None, n_bootstrap: int = 1000) -> dict:
+def pooled_metrics(
+    rows: Sequence[dict], task: str, databases: Sequence[str] | None = None, n_bootstrap: int = 1000
+) -> dict:
     """Metrics of pooled per-record predictions (e.g. out-of-fold predictions of a k-fold CV, each decided with its own
     fold's calibrated thresholds), optionally restricted to some databases, with bootstrap 95% CIs."""
     from .metrics import bootstrap_ci, classification_metrics
@@ -160,19 +189,35 @@ def pooled_metrics(rows: Sequence[dict], task: str, databases: Sequence[str] | N
 
         metrics["macro_f1_ci95"] = list(bootstrap_ci(macro_f1, decided, refs, n_resamples=n_bootstrap))
     else:
-        metrics["macro_f1_ci95"] = list(bootstrap_ci(
-            lambda p, r: classification_metrics(p, r, per_class=False, **kwargs)["macro_f1"], probs, refs,
-            n_resamples=n_bootstrap))
+        metrics["macro_f1_ci95"] = list(
+            bootstrap_ci(
+                lambda p, r: classification_metrics(p, r, per_class=False, **kwargs)["macro_f1"],
+                probs,
+                refs,
+                n_resamples=n_bootstrap,
+            )
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        metrics["macro_auc_ci95"] = list(bootstrap_ci(
-            lambda p, r: classification_metrics(p, r, per_class=False, **kwargs)["macro_auc"], probs, refs,
-            n_resamples=n_bootstrap))
+        metrics["macro_auc_ci95"] = list(
+            bootstrap_ci(
+                lambda p, r: classification_metrics(p, r, per_class=False, **kwargs)["macro_auc"],
+                probs,
+                refs,
+                n_resamples=n_bootstrap,
+            )
+        )
     return {"n": len(rows), **metrics}
 
 
-def evaluate_split(model, task: str, data_root, split: str | None = "test", sources: Sequence[str] | None = None,
-                   n_bootstrap: int = 1000) -> dict:
+def evaluate_split(
+    model,
+    task: str,
+    data_root,
+    split: str | None = "test",
+    sources: Sequence[str] | None = None,
+    n_bootstrap: int = 1000,
+) -> dict:
     """Metrics on every ``split`` record (``None``: all records) of the task's sources under ``data_root`` that carries
     a label of ``task`` (``tac-ecg evaluate``; the model cards)."""
     from .data.builders import TASK_SOURCES, _available
@@ -181,7 +226,11 @@ def evaluate_split(model, task: str, data_root, split: str | None = "test", sour
     refs = []
     for name in names:
         db = _database(name, str(data_root))
-        refs += [{"database": name, "record_id": rid} for rid in db.record_ids(split) if db.task_labels(rid, task) is not None]
+        refs += [
+            {"database": name, "record_id": rid}
+            for rid in db.record_ids(split)
+            if db.task_labels(rid, task) is not None
+        ]
     if not refs:
         raise ValueError(f"No {split or 'labelled'} records with {task} labels under {data_root} (sources {names}).")
     metrics = evaluate_model(model, task, data_root, refs, n_bootstrap=n_bootstrap)

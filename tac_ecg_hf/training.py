@@ -46,7 +46,8 @@ class ModelArguments:
     """Which model to adapt, and how."""
 
     base_model: str | None = field(
-        default=None, metadata={"help": "Pre-trained encoder: a run folder, a bundled id or a Hub id (not for --method scratch)."}
+        default=None,
+        metadata={"help": "Pre-trained encoder: a run folder, a bundled id or a Hub id (not for --method scratch)."},
     )
     method: str = field(default="lrc", metadata={"help": f"One of {', '.join(METHODS)}."})
     encoder: str = field(default="xresnet1d101", metadata={"help": "Encoder preset for --method scratch."})
@@ -66,12 +67,25 @@ class DataArguments:
 
     task: str = field(default="ptbxl-super", metadata={"help": f"One of {', '.join(TASKS)}."})
     data_dir: str = field(default="../shared/data", metadata={"help": "Data root laid out like ../shared/data."})
-    sources: str | None = field(default=None, metadata={"help": "Comma-separated databases (default: every one with the task's labels)."})
-    max_records: int | None = field(default=None, metadata={"help": "At most this many records per database and split (quick runs)."})
-    label_fraction: float = field(default=1.0, metadata={"help": "Train on this stratified fraction of the training labels."})
-    cv_folds: int | None = field(default=None, metadata={"help": "k of a k-fold cross-validation (test fold --cv_fold, validation the one before)."})
-    cv_fold: int = field(default=0, metadata={"help": "Test fold of --cv_folds (0-based; PTB-XL uses strat_fold: fold k+1)."})
-    augment: bool = field(default=False, metadata={"help": "Random crops (2.5-10 s), lead masking/subsets, scaling, noise."})
+    sources: str | None = field(
+        default=None, metadata={"help": "Comma-separated databases (default: every one with the task's labels)."}
+    )
+    max_records: int | None = field(
+        default=None, metadata={"help": "At most this many records per database and split (quick runs)."}
+    )
+    label_fraction: float = field(
+        default=1.0, metadata={"help": "Train on this stratified fraction of the training labels."}
+    )
+    cv_folds: int | None = field(
+        default=None,
+        metadata={"help": "k of a k-fold cross-validation (test fold --cv_fold, validation the one before)."},
+    )
+    cv_fold: int = field(
+        default=0, metadata={"help": "Test fold of --cv_folds (0-based; PTB-XL uses strat_fold: fold k+1)."}
+    )
+    augment: bool = field(
+        default=False, metadata={"help": "Random crops (2.5-10 s), lead masking/subsets, scaling, noise."}
+    )
     cache_dir: str | None = field(default=None, metadata={"help": "datasets cache directory."})
 
     def __post_init__(self):
@@ -79,7 +93,9 @@ class DataArguments:
         if not 0 < self.label_fraction <= 1:
             raise ValueError(f"--label_fraction must be in (0, 1], got {self.label_fraction}.")
         if self.cv_folds is not None and not (3 <= self.cv_folds <= 20 and 0 <= self.cv_fold < self.cv_folds):
-            raise ValueError(f"--cv_folds must be 3-20 and --cv_fold in [0, cv_folds), got {self.cv_folds}/{self.cv_fold}.")
+            raise ValueError(
+                f"--cv_folds must be 3-20 and --cv_fold in [0, cv_folds), got {self.cv_folds}/{self.cv_fold}."
+            )
 
     @property
     def source_list(self) -> list[str] | None:
@@ -90,16 +106,25 @@ class DataArguments:
 class CETPArguments:
     """The CETP dual encoder."""
 
-    encoder: str = field(default="xresnet1d101", metadata={"help": "Encoder preset (xresnet1d101, resnet1d18-small, ...)."})
+    encoder: str = field(
+        default="xresnet1d101", metadata={"help": "Encoder preset (xresnet1d101, resnet1d18-small, ...)."}
+    )
     encoder_overrides: str = field(default="{}", metadata={"help": "JSON dict of encoder config overrides."})
-    text_model: str | None = field(default=None, metadata={"help": "Text tower id or path (default: all-MiniLM-L6-v2, offline)."})
-    text_source: str = field(default="both", metadata={"help": "PTB-XL text: report, scp (English statements) or both."})
-    text_trainable_layers: int = field(default=0, metadata={"help": "Top text layers to train (-1: all; 0: frozen, cached)."})
+    text_model: str | None = field(
+        default=None, metadata={"help": "Text tower id or path (default: all-MiniLM-L6-v2, offline)."}
+    )
+    text_source: str = field(
+        default="both", metadata={"help": "PTB-XL text: report, scp (English statements) or both."}
+    )
+    text_trainable_layers: int = field(
+        default=0, metadata={"help": "Top text layers to train (-1: all; 0: frozen, cached)."}
+    )
     projection_dim: int = field(default=256, metadata={"help": "Width of the shared embedding space."})
 
 
 def default_learning_rate(method: str) -> float:
-    """1e-3 when every weight trains (full, scratch), 3e-3 for the small trained parts (adapters, LoRA, linear probe)."""
+    """1e-3 when every weight trains (full, scratch), 3e-3 for the small trained parts (adapters, LoRA, linear
+    probe)."""
     return 1e-3 if method in ("full", "scratch") else 3e-3
 
 
@@ -112,9 +137,16 @@ def parse_args(dataclass_types, argv=None, defaults: dict | None = None):
     given = {a.split("=")[0].lstrip("-") for a in argv if a.startswith("--")}
     extra = []
     for key, value in {
-        "report_to": "none", "eval_strategy": "epoch", "save_strategy": "epoch", "save_total_limit": "2",
-        "logging_steps": "10", "remove_unused_columns": "False", "lr_scheduler_type": "cosine", "weight_decay": "0.01",
-        "per_device_eval_batch_size": "128", "dataloader_num_workers": "0",
+        "report_to": "none",
+        "eval_strategy": "epoch",
+        "save_strategy": "epoch",
+        "save_total_limit": "2",
+        "logging_steps": "10",
+        "remove_unused_columns": "False",
+        "lr_scheduler_type": "cosine",
+        "weight_decay": "0.01",
+        "per_device_eval_batch_size": "128",
+        "dataloader_num_workers": "0",
         **({} if torch.cuda.is_available() else {"use_cpu": "True"}),  # lets --bf16 run on this CPU's matrix units
         **(defaults or {}),
     }.items():
@@ -227,8 +259,12 @@ def task_datasets(data_args: DataArguments, feature_extractor, seed: int = 0):
     from .data.builders import ECGTransform, load_task_dataset
 
     dataset = load_task_dataset(
-        data_args.task, data_args.data_dir, sources=data_args.source_list, feature_extractor=feature_extractor,
-        cache_dir=data_args.cache_dir, max_records=data_args.max_records,
+        data_args.task,
+        data_args.data_dir,
+        sources=data_args.source_list,
+        feature_extractor=feature_extractor,
+        cache_dir=data_args.cache_dir,
+        max_records=data_args.max_records,
     )
     if data_args.cv_folds:
         dataset = cross_validation_split(dataset, data_args.cv_folds, data_args.cv_fold, seed=seed)
@@ -264,7 +300,9 @@ def build_classifier(
     task = get_task(task) if isinstance(task, str) else task
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
-    label_kwargs = dict(num_labels=task.num_labels, id2label=task.id2label, label2id=task.label2id, problem_type=task.problem_type)
+    label_kwargs = dict(
+        num_labels=task.num_labels, id2label=task.id2label, label2id=task.label2id, problem_type=task.problem_type
+    )
     if method == "scratch":
         config = create_encoder_config(encoder, **(encoder_overrides or {}), **label_kwargs)
         return AutoModelForSequenceClassification.from_config(config)
@@ -273,7 +311,9 @@ def build_classifier(
     from .inference import resolve_model
 
     path = resolve_model(base)
-    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32, use_safetensors=True, **label_kwargs)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, dtype=torch.float32, use_safetensors=True, **label_kwargs
+    )
     model.config._name_or_path = str(base)
     if method == "full":
         return model
@@ -284,7 +324,9 @@ def build_classifier(
         return model
     if method == "lora":
         conv_names = [
-            name for name, m in model.named_modules() if isinstance(m, nn.Conv1d) and m.kernel_size[0] > 1 and m.dilation[0] == 1
+            name
+            for name, m in model.named_modules()
+            if isinstance(m, nn.Conv1d) and m.kernel_size[0] > 1 and m.dilation[0] == 1
         ]
         lora = LoraConfig(r=rank, lora_alpha=rank, target_modules=conv_names, modules_to_save=["head"])
         peft_model = get_peft_model(model, lora, adapter_name=adapter_name or task.name)
@@ -347,7 +389,9 @@ def resume_checkpoint(training_args) -> str | None:
         os.replace(last, out / f"incomplete-{Path(last).name}")  # get_last_checkpoint would pick it again
 
 
-def run_finetune(model_args: ModelArguments, data_args: DataArguments, training_args, command: str | None = None) -> FinetuneResult:
+def run_finetune(
+    model_args: ModelArguments, data_args: DataArguments, training_args, command: str | None = None
+) -> FinetuneResult:
     """Train one task adapter (or baseline), calibrate its thresholds, evaluate it through the public predict path,
     and save the run folder as a model repository."""
     from transformers import Trainer, default_data_collator, set_seed
@@ -362,7 +406,11 @@ def run_finetune(model_args: ModelArguments, data_args: DataArguments, training_
     fe = task_feature_extractor(task.name, load_base_extractor(model_args.base_model))
     dataset = task_datasets(data_args, fe, seed=training_args.seed)
     model = build_classifier(
-        model_args.base_model, task, model_args.method, encoder=model_args.encoder, rank=model_args.rank,
+        model_args.base_model,
+        task,
+        model_args.method,
+        encoder=model_args.encoder,
+        rank=model_args.rank,
         encoder_overrides=json.loads(model_args.encoder_overrides),
     )
     trainable, total = count_parameters(model)
@@ -380,8 +428,14 @@ def run_finetune(model_args: ModelArguments, data_args: DataArguments, training_
     seconds = time.perf_counter() - start
     load_best_adapter(trainer, task.name)
     result = FinetuneResult(
-        task=task.name, method=model_args.method, seed=training_args.seed, trainable_params=trainable,
-        total_params=total, test_metrics={}, val_metrics={}, train_seconds=seconds,
+        task=task.name,
+        method=model_args.method,
+        seed=training_args.seed,
+        trainable_params=trainable,
+        total_params=total,
+        test_metrics={},
+        val_metrics={},
+        train_seconds=seconds,
         train_samples_per_second=float(train_output.metrics.get("train_samples_per_second", math.nan)),
         output_dir=str(training_args.output_dir),
     )
@@ -389,19 +443,26 @@ def run_finetune(model_args: ModelArguments, data_args: DataArguments, training_
         return result
     out = Path(training_args.output_dir)
     save_run(trainer.model, fe, task.name, model_args, out)
-    records = {split: dataset[split].select_columns(["database", "record_id"]).to_list() for split in ("validation", "test")}
+    records = {
+        split: dataset[split].select_columns(["database", "record_id"]).to_list() for split in ("validation", "test")
+    }
     classifier = ECGTaskClassifier.from_pretrained(out, tasks=[task.name])
     if records["validation"]:
         probs, refs, _ = predict_records(classifier, task.name, data_args.data_dir, records["validation"])
         if task.multi_label:
-            result.thresholds = [0.5 if np.isnan(t) else float(t) for t in find_optimal_thresholds(probs, refs, multi_label=True)]
+            result.thresholds = [
+                0.5 if np.isnan(t) else float(t) for t in find_optimal_thresholds(probs, refs, multi_label=True)
+            ]
             classifier.set_thresholds(task.name, result.thresholds)
             set_thresholds(out, task.name, result.thresholds)
         result.val_metrics = metrics_with_ci(probs, refs, task.name, result.thresholds, n_bootstrap=0)
     if records["test"]:
         probs, refs, predictions = predict_records(classifier, task.name, data_args.data_dir, records["test"])
         write_predictions(out / "test_predictions.jsonl", records["test"], predictions, refs)
-        result.test_metrics = {"n": len(refs), **metrics_with_ci(probs, refs, task.name, result.thresholds, n_bootstrap=200)}
+        result.test_metrics = {
+            "n": len(refs),
+            **metrics_with_ci(probs, refs, task.name, result.thresholds, n_bootstrap=200),
+        }
     write_run_metadata(out, result, data_args, model_args, command)
     return result
 
@@ -476,14 +537,24 @@ def write_run_metadata(out: Path, result: FinetuneResult, data_args, model_args,
     from .hub import write_card_metadata
     from .jsonutil import dump_json, to_jsonable
 
-    record = to_jsonable({
-        "task": result.task, "method": result.method, "seed": result.seed, "base_model": model_args.base_model,
-        "sources": data_args.source_list, "command": command, "trainable_params": result.trainable_params,
-        "total_params": result.total_params, "thresholds": result.thresholds,
-        "test": result.test_metrics, "validation": result.val_metrics,
-        "train_seconds": result.train_seconds, "label_fraction": data_args.label_fraction,
-        "cv": {"folds": data_args.cv_folds, "fold": data_args.cv_fold} if data_args.cv_folds else None,
-    })
+    record = to_jsonable(
+        {
+            "task": result.task,
+            "method": result.method,
+            "seed": result.seed,
+            "base_model": model_args.base_model,
+            "sources": data_args.source_list,
+            "command": command,
+            "trainable_params": result.trainable_params,
+            "total_params": result.total_params,
+            "thresholds": result.thresholds,
+            "test": result.test_metrics,
+            "validation": result.val_metrics,
+            "train_seconds": result.train_seconds,
+            "label_fraction": data_args.label_fraction,
+            "cv": {"folds": data_args.cv_folds, "fold": data_args.cv_fold} if data_args.cv_folds else None,
+        }
+    )
     dump_json(record, out / "result.json")
     folder = out / result.task if (out / result.task / "adapter_config.json").is_file() else out
     if folder != out:
@@ -491,8 +562,14 @@ def write_run_metadata(out: Path, result: FinetuneResult, data_args, model_args,
         config["metrics"] = {k: v for k, v in record.items() if k != "thresholds"}
         dump_json(config, folder / "adapter_config.json")
     write_card_metadata(
-        folder, task=result.task, method=result.method, metrics=record["test"], split="test", command=command,
-        seed=result.seed, base_model=model_args.base_model,
+        folder,
+        task=result.task,
+        method=result.method,
+        metrics=record["test"],
+        split="test",
+        command=command,
+        seed=result.seed,
+        base_model=model_args.base_model,
     )
 
 
@@ -501,8 +578,8 @@ def write_run_metadata(out: Path, result: FinetuneResult, data_args, model_args,
 
 
 class CETPCollator:
-    """Stacks the ECG windows and tokenises their texts for CETP. With ``text_cache`` (text -> pooled text state, from a
-    frozen text tower) it passes ``text_pooled`` instead of tokens."""
+    """Stacks the ECG windows and tokenises their texts for CETP. With ``text_cache`` (text -> pooled text state, from
+    a frozen text tower) it passes ``text_pooled`` instead of tokens."""
 
     def __init__(self, tokenizer, max_length: int = 128, text_cache: dict[str, torch.Tensor] | None = None):
         self.tokenizer = tokenizer
@@ -512,9 +589,16 @@ class CETPCollator:
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         ecg = torch.stack([torch.as_tensor(np.asarray(f["input_values"]), dtype=torch.float32) for f in features])
         if self.text_cache is not None:
-            return {"input_values": ecg, "text_pooled": torch.stack([self.text_cache[str(f["text"])] for f in features])}
+            return {
+                "input_values": ecg,
+                "text_pooled": torch.stack([self.text_cache[str(f["text"])] for f in features]),
+            }
         tokens = self.tokenizer(
-            [f["text"] for f in features], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            [f["text"] for f in features],
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
         )
         return {"input_values": ecg, "input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
 
@@ -551,7 +635,9 @@ def encode_text_cache(model, tokenizer, texts: list[str], batch_size: int = 128)
     cache: dict[str, torch.Tensor] = {}
     for start in tqdm(range(0, len(texts), batch_size), desc="encoding texts", unit="batch"):
         chunk = texts[start : start + batch_size]
-        tok = tokenizer(chunk, padding=True, truncation=True, max_length=model.config.max_text_length, return_tensors="pt")
+        tok = tokenizer(
+            chunk, padding=True, truncation=True, max_length=model.config.max_text_length, return_tensors="pt"
+        )
         cache.update(zip(chunk, model.pool_text(tok["input_ids"], tok["attention_mask"])))
     model.text_model.train(was_training)
     return cache
@@ -565,19 +651,25 @@ def run_pretrain_cetp(cetp_args: CETPArguments, data_args: DataArguments, traini
 
     from .data.augment import ECGAugment
     from .data.builders import ECGTransform, load_cetp_pairs
+    from .data.feature_extraction_ecg import ECGFeatureExtractor
     from .inference import CETP_SUBFOLDER
     from .jsonutil import dump_json
     from .models.cetp import DEFAULT_TEXT_MODEL_ID, CETPModel
     from .models.encoders import ENCODER_FAMILIES, create_encoder_config
-    from .data.feature_extraction_ecg import ECGFeatureExtractor
     from .safety import atomic_save_pretrained
 
     set_seed(training_args.seed)
     config = create_encoder_config(cetp_args.encoder, **json.loads(cetp_args.encoder_overrides))
-    fe = ECGFeatureExtractor(lead_names=config.lead_names, sampling_rate=config.sampling_rate, num_samples=config.num_samples)
+    fe = ECGFeatureExtractor(
+        lead_names=config.lead_names, sampling_rate=config.sampling_rate, num_samples=config.num_samples
+    )
     pairs = load_cetp_pairs(
-        data_args.data_dir, sources=data_args.source_list, text_source=cetp_args.text_source, feature_extractor=fe,
-        cache_dir=data_args.cache_dir, max_records=data_args.max_records,
+        data_args.data_dir,
+        sources=data_args.source_list,
+        text_source=cetp_args.text_source,
+        feature_extractor=fe,
+        cache_dir=data_args.cache_dir,
+        max_records=data_args.max_records,
     )
     if data_args.cv_folds:  # CETP on the training folds' pairs only (the label-efficiency and claims benchmarks)
         pairs = cross_validation_split(pairs, data_args.cv_folds, data_args.cv_fold, seed=training_args.seed)
@@ -590,9 +682,17 @@ def run_pretrain_cetp(cetp_args: CETPArguments, data_args: DataArguments, traini
     tokenizer = AutoTokenizer.from_pretrained(model.text_model_path())
     text_cache = None
     if cetp_args.text_trainable_layers == 0:
-        text_cache = encode_text_cache(model, tokenizer, sorted({t for split in pairs.values() for t in split["text"]}))
+        text_cache = encode_text_cache(
+            model, tokenizer, sorted({t for split in pairs.values() for t in split["text"]})
+        )
     pairs["train"].set_transform(
-        ECGTransform(fe, train=True, augment=ECGAugment() if data_args.augment else None, seed=training_args.seed, keep=("text",))
+        ECGTransform(
+            fe,
+            train=True,
+            augment=ECGAugment() if data_args.augment else None,
+            seed=training_args.seed,
+            keep=("text",),
+        )
     )
     pairs["validation"].set_transform(ECGTransform(fe, train=False, keep=("text",)))
     training_args.label_names = []
@@ -607,8 +707,12 @@ def run_pretrain_cetp(cetp_args: CETPArguments, data_args: DataArguments, traini
     )
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
-    metrics = {"train_seconds": time.perf_counter() - start, **output.metrics,
-               "train_pairs": len(pairs["train"]), "validation_pairs": len(pairs["validation"])}
+    metrics = {
+        "train_seconds": time.perf_counter() - start,
+        **output.metrics,
+        "train_pairs": len(pairs["train"]),
+        "validation_pairs": len(pairs["validation"]),
+    }
     if trainer.eval_dataset is not None:
         metrics.update(trainer.evaluate())
     if trainer.is_world_process_zero():
@@ -620,6 +724,15 @@ def run_pretrain_cetp(cetp_args: CETPArguments, data_args: DataArguments, traini
         os.rmdir(out / ".encoder-tmp")
         fe.save_pretrained(out)
         fe.save_pretrained(out / CETP_SUBFOLDER)
-        dump_json({**metrics, "command": command, "seed": training_args.seed, "sources": data_args.source_list,
-                   "text_source": cetp_args.text_source, "augment": data_args.augment}, out / "cetp_metrics.json")
+        dump_json(
+            {
+                **metrics,
+                "command": command,
+                "seed": training_args.seed,
+                "sources": data_args.source_list,
+                "text_source": cetp_args.text_source,
+                "augment": data_args.augment,
+            },
+            out / "cetp_metrics.json",
+        )
     return model, metrics

@@ -24,8 +24,14 @@ BASH = [code for lang, code in BLOCKS if lang == "bash"]
 def seeded_env(tmp_path_factory, data_root):
     """The environment after the README's set-up line: the bundled models in an empty cache, offline."""
     home = tmp_path_factory.mktemp("hf_home")
-    env = {**os.environ, "HF_HOME": str(home), "HF_HUB_OFFLINE": "1", "TAC_ECG_DATA": str(data_root),
-           "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "HF_HOME": str(home),
+        "HF_HUB_OFFLINE": "1",
+        "TAC_ECG_DATA": str(data_root),
+        "OMP_NUM_THREADS": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     env.pop("HF_HUB_CACHE", None)
     proc = subprocess.run(["tac-ecg", "seed-cache"], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -49,15 +55,18 @@ def test_the_readme_has_the_blocks_it_promises():
 @pytest.mark.parametrize("index", range(len(PYTHON)))
 def test_python_block_runs(index, seeded_env, data_root, tmp_path):
     code = _data_relative(PYTHON[index], data_root)
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=seeded_env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=seeded_env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, f"README python block {index} failed:\n{code}\n{proc.stderr[-3000:]}"
     assert proc.stdout.strip(), "each block prints what it shows"
 
 
 def test_main_command_classifies_the_record(seeded_env, data_root, tmp_path):
     command = _data_relative(BASH[0].strip().splitlines()[1], data_root)
-    proc = subprocess.run(shlex.split(command), cwd=tmp_path, env=seeded_env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        shlex.split(command), cwd=tmp_path, env=seeded_env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert "decision" in proc.stdout and "RBBB" in proc.stdout  # A0001 is a right bundle branch block
     assert (tmp_path / "a0001.png").stat().st_size > 10_000
@@ -72,15 +81,34 @@ def test_training_block_runs_with_a_few_steps(seeded_env, data_root, tmp_path):
     block = next(b for b in BASH if "examples/pretrain_cetp.py" in b)
     steps = 2
     with LocalHubServer() as hub:
-        env = {**seeded_env, "HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0",
-               "HF_TOKEN": "hf_local_test_token"}
+        env = {
+            **seeded_env,
+            "HF_ENDPOINT": hub.endpoint,
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_OFFLINE": "0",
+            "HF_TOKEN": "hf_local_test_token",
+        }
         for line in block.strip().splitlines():
             args = shlex.split(_data_relative(line, data_root).replace("runs/", f"{tmp_path}/runs/"))
             if args[0] == "python":
                 steps += "--resume_from_checkpoint" in args  # the resumed run goes one step further
-                args = [sys.executable, str(REPO / args[1]), *args[2:], "--max_steps", str(steps), "--max_records",
-                        "24", "--save_strategy", "steps", "--save_steps", "1", "--eval_strategy", "no",
-                        "--cache_dir", str(tmp_path / "cache")]
+                args = [
+                    sys.executable,
+                    str(REPO / args[1]),
+                    *args[2:],
+                    "--max_steps",
+                    str(steps),
+                    "--max_records",
+                    "24",
+                    "--save_strategy",
+                    "steps",
+                    "--save_steps",
+                    "1",
+                    "--eval_strategy",
+                    "no",
+                    "--cache_dir",
+                    str(tmp_path / "cache"),
+                ]
             proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
             assert proc.returncode == 0, f"{line}\n{proc.stderr[-3000:]}"
         assert any(repo.startswith("me/") for repo in hub.repos), "the push reached the Hub"
