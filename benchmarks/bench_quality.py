@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -282,10 +280,7 @@ def markdown(rows: list[dict], summary: list[dict], args, seconds: float) -> str
     lines = [
         f"# Quality benchmark: `{args.task}`",
         "",
-        f"Command: `python benchmarks/bench_quality.py {' '.join(shlex.quote(a) for a in args.argv)}`  ",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M')} UTC; machine: {os.cpu_count()} CPU cores; "
-        f"wall time {seconds / 60:.0f} min; "
-        f"seed {args.seed}; bf16 autocast {'on' if args.bf16 else 'off'}.",
+        f"Seed {args.seed}; bf16 autocast {'on' if args.bf16 else 'off'}; wall time {seconds / 60:.0f} min.",
         "",
         "Mean ± sd over folds of held-out test metrics (per-class sigmoid macro-AUC; macro-F1 at thresholds "
         "calibrated on the validation fold; the TAC-ECG code's softmax-AUC, a non-standard variant).",
@@ -450,14 +445,10 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> dict:
+    import common  # the benchmarks' shared preamble (this script's folder is on sys.path)
+
     args = parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
+    info = common.setup(args.threads)
     start = time.time()
     rows = run_all(args)
     summary = summarize(rows)
@@ -467,9 +458,11 @@ def main(argv=None) -> dict:
     name = f"quality_{args.task}_{'-'.join(args.encoders)}" + (f"_cv{args.cv}" if args.cv else "")
     if len(args.fractions) > 1 or args.fractions != [1.0]:
         name += "_fractions"
-    report = markdown(rows, summary, args, time.time() - start)
+    results = {"command": common.command_line(), "machine": common.finish_machine_info(info),
+               "elapsed_s": time.time() - start}
+    report = common.header_markdown(results) + "\n\n" + markdown(rows, summary, args, time.time() - start)
     figures = plots(rows, summary, args.out, args.task)
-    dump_json({"command": args.argv, "rows": rows, "summary": summary, "figures": figures}, args.out / f"{name}.json")
+    dump_json({**results, "rows": rows, "summary": summary, "figures": figures}, args.out / f"{name}.json")
     (args.out / f"{name}.md").write_text(report + "\n" + "\n".join(f"![{f}]({f})" for f in figures) + "\n")
     print(report)
     return {"rows": rows, "summary": summary}
