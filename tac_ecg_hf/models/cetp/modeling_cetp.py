@@ -168,7 +168,9 @@ class CETPModel(CETPPreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        # with output_loading_info=True transformers returns (model, loading_info); hand back the same shape
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
         reference = model.config.text_model_name_or_path
         if reference is not None:
             text = AutoModel.from_pretrained(resolve_text_model(reference), dtype=model.logit_scale.dtype)
@@ -180,7 +182,7 @@ class CETPModel(CETPPreTrainedModel):
                     "load a CETP checkpoint that carries its text tower."
                 )
             model.text_model.load_state_dict(text.state_dict())
-        return model
+        return loaded
 
     def get_ecg_features(self, input_values: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         pooled = self.ecg_model(input_values, return_dict=True).pooler_output
