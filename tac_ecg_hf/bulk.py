@@ -23,6 +23,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .errors import InvalidArgumentError
+
 __all__ = ["expand_inputs", "bulk_predict", "ResultWriter", "BulkSummary"]
 
 RECORD_SUFFIXES = (".hea", ".mat", ".npy", ".csv")
@@ -106,9 +108,9 @@ class ResultWriter:
         self.out = Path(out)
         self.format = FORMATS.get(self.out.suffix.lower())
         if self.format is None:
-            raise ValueError(f"--out {out}: use a .csv, .jsonl or .parquet file name.")
+            raise InvalidArgumentError(f"--out {out}: use a .csv, .jsonl or .parquet file name.")
         if self.out.is_dir():
-            raise ValueError(f"--out {out} is a directory; give a file name such as results.csv.")
+            raise InvalidArgumentError(f"--out {out} is a directory; give a file name such as results.csv.")
         self.columns = ["path", "record_id", "task", "decision"] + [f"prob/{label}" for label in labels] + ["notes", "reference", "error"]
         self.parts = self.out.with_name(self.out.name + ".parts")
         self.flush_every = flush_every
@@ -121,7 +123,7 @@ class ResultWriter:
             with open(self.out, newline="") as fh:
                 reader = csv.DictReader(fh)
                 if reader.fieldnames and reader.fieldnames != self.columns:
-                    raise ValueError(
+                    raise InvalidArgumentError(
                         f"--out {self.out} was written with other columns (other tasks?); use another file to start afresh."
                     )
                 rows = list(reader)

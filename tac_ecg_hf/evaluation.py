@@ -12,6 +12,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .errors import InvalidArgumentError
 from .tasks import get_task
 
 __all__ = ["load_records", "predict_records", "calibrate_thresholds", "evaluate_model", "evaluate_split", "metrics_with_ci"]
@@ -34,7 +35,7 @@ def load_records(data_root: str | os.PathLike, refs: Iterable[dict], task: str):
         record = db.load(ref["record_id"])
         found = db.task_labels(record, task)
         if found is None:
-            raise ValueError(f"{ref['database']}/{ref['record_id']} has no {task} label.")
+            raise InvalidArgumentError(f"{ref['database']}/{ref['record_id']} has no {task} label.")
         records.append(record)
         labels.append(tuple(found))
     return records, labels
@@ -133,7 +134,7 @@ def evaluate_split(model, task: str, data_root, split: str = "test", sources: Se
             labels.append(tuple(found))
             kept.append(ref["database"])
     if not records:
-        raise ValueError(f"No {split} records with {task} labels under {data_root} (sources {names}).")
+        raise InvalidArgumentError(f"No {split} records with {task} labels under {data_root} (sources {names}).")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         predictions = classifier.predict_batch(records, task)

@@ -24,6 +24,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from .errors import InvalidArgumentError
 from .tasks import TASKS, get_task
 
 DEFAULT_MODEL = "tac-ecg/xresnet1d101-cetp"
@@ -59,9 +60,12 @@ def load_feature_extractor(model_path: str | os.PathLike, task: str | None = Non
     one, else the model's)."""
     from .data.feature_extraction_ecg import ECGFeatureExtractor
 
+    from .safety import read_json_object
+
     root = Path(model_path)
     for folder in ([root / task] if task else []) + [root]:
         if (folder / "preprocessor_config.json").is_file():
+            read_json_object(folder / "preprocessor_config.json", what="feature extractor settings")
             return ECGFeatureExtractor.from_pretrained(folder)
     raise FileNotFoundError(
         f"{root} has no preprocessor_config.json: the feature extractor (sampling rate, leads, band-pass, window) must be "
@@ -80,8 +84,15 @@ def reference_labels(record) -> list[str]:
 def check_threshold(threshold: Any) -> float:
     """A decision threshold must be a number in [0, 1] (NaN, negative or above-one values are refused)."""
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)) or not 0 <= threshold <= 1:
-        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}.")
+        raise InvalidArgumentError(f"threshold must be a number in [0, 1], got {threshold!r}.")
     return float(threshold)
+
+
+def check_batch_size(batch_size: Any) -> int:
+    """A batch size must be a positive integer (windows per forward pass)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    return int(batch_size)
 
 
 @dataclass
@@ -180,7 +191,7 @@ class ECGTaskClassifier:
         tasks = [tasks] if isinstance(tasks, str) else list(tasks or found)
         missing = [t for t in tasks if t not in found]
         if missing or not tasks:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"Model {str(model)!r} has no adapter for task(s) {missing or tasks}; it has {found or 'none'}. "
                 "Choose one of those, or train one with examples/finetune.py --method lrc."
             )
@@ -216,15 +227,15 @@ class ECGTaskClassifier:
     def set_precision(self, dtype: str | torch.dtype = "fp32", compile: bool = False) -> "ECGTaskClassifier":
         """Run the model in ``"fp32"`` or ``"bf16"`` (CPU autocast: the AVX-512 BF16/AMX units), optionally through
         ``torch.compile`` (30-50 s of compilation per shape, so it pays for bulk runs only)."""
-        self.dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+        self.dtype = DTYPES.get(dtype) if isinstance(dtype, str) else dtype
         if self.dtype not in (torch.float32, torch.bfloat16):
-            raise ValueError(f"dtype must be fp32 or bf16, got {dtype!r}.")
+            raise InvalidArgumentError(f"dtype must be fp32 or bf16, got {dtype!r}.")
         self._forward = torch.compile(self.model, dynamic=False) if compile else self.model
         return self
 
     def _check_task(self, task: str) -> None:
         if task not in self.tasks:
-            raise ValueError(f"No adapter for task {task!r}; this model has {self.tasks}.")
+            raise InvalidArgumentError(f"No adapter for task {task!r}; this model has {self.tasks}.")
 
     # -- prediction --------------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -258,6 +269,7 @@ class ECGTaskClassifier:
         self._check_task(task)
         if threshold is not None:
             check_threshold(threshold)
+        check_batch_size(batch_size)
         record = as_record(record, sampling_rate=sampling_rate, lead_names=lead_names)
         fe = self.feature_extractor(task)
         prepared = fe.prepare(record)
@@ -284,6 +296,7 @@ class ECGTaskClassifier:
         self._check_task(task)
         if threshold is not None:
             check_threshold(threshold)
+        check_batch_size(batch_size)
         fe = self.feature_extractor(task)
         records = [as_record(r) for r in records]
         prepared = [fe.prepare(r) for r in records]
@@ -335,9 +348,7 @@ class WindowPacker:
     which record each window came from."""
 
     def __init__(self, batch_size: int):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-        self.batch_size = batch_size
+        self.batch_size = check_batch_size(batch_size)
         self._windows: list[np.ndarray] = []
         self._owners: list[np.ndarray] = []
         self._n = 0
@@ -362,11 +373,11 @@ class WindowPacker:
 
 def as_record(record: Any, sampling_rate: float | None = None, lead_names: Sequence[str] | None = None):
     """An ``ECGRecord`` from a record, a file path, or a ``(leads, samples)`` array / tensor / nested list."""
-    from .data import ECGRecord, read_record
+    from .data import ECGInputError, ECGRecord, read_record
 
     if isinstance(record, ECGRecord):
         if sampling_rate is not None or lead_names is not None:
-            raise ValueError("sampling_rate/lead_names come with an ECGRecord; do not pass them.")
+            raise InvalidArgumentError("sampling_rate/lead_names come with an ECGRecord; do not pass them.")
         return record
     if isinstance(record, (str, os.PathLike)):
         return read_record(record, lead_names=lead_names, sampling_rate=sampling_rate)
@@ -376,12 +387,12 @@ def as_record(record: Any, sampling_rate: float | None = None, lead_names: Seque
         try:
             record = np.asarray(record, dtype=np.float32)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"A list record must be a numeric (leads, samples) nested list: {err}") from None
+            raise ECGInputError(f"A list record must be a numeric (leads, samples) nested list: {err}") from None
     if isinstance(record, np.ndarray):
         if sampling_rate is None or lead_names is None:
-            raise ValueError("An array record needs sampling_rate=... and lead_names=[...] (one name per row).")
+            raise ECGInputError("An array record needs sampling_rate=... and lead_names=[...] (one name per row).")
         if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, float)) or not math.isfinite(sampling_rate):
-            raise ValueError(f"sampling_rate must be a number of Hz, got {sampling_rate!r}.")
+            raise ECGInputError(f"sampling_rate must be a number of Hz, got {sampling_rate!r}.")
         return ECGRecord(signal=record, sampling_rate=float(sampling_rate), lead_names=tuple(lead_names), record_id="<array>")
     raise TypeError(
         f"Cannot classify a {type(record).__name__}: pass an ECGRecord, a file path, or a (leads, samples) numpy array, "

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .errors import UnknownTaskError
+
 STANDARD_LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
 #: Sampling rate (Hz) and window (samples) every bundled encoder is trained with (PTB-XL 100 Hz, 10 s).
@@ -109,5 +111,5 @@ TASKS: dict[str, TaskSpec] = {
 def get_task(name: str) -> TaskSpec:
     try:
         return TASKS[name]
-    except KeyError:
-        raise KeyError(f"Unknown task {name!r}. Known tasks: {', '.join(TASKS)}.") from None
+    except (KeyError, TypeError):
+        raise UnknownTaskError(f"Unknown task {name!r}. Known tasks: {', '.join(TASKS)}.") from None
