@@ -82,7 +82,7 @@ def calibrate_thresholds(model, task: str, data_root, refs: Iterable[dict]) -> l
 def metrics_with_ci(probs: np.ndarray, references: np.ndarray, task: str, thresholds: Sequence[float] | None,
                     n_bootstrap: int = 1000, seed: int = 0) -> dict:
     """The task's metrics at the given thresholds (exhaustive tasks fall back to the most probable class), with
-    percentile bootstrap 95% CIs of macro-AUC and macro-F1."""
+    percentile bootstrap 95% CIs of macro-AUC and macro-F1 (none with ``n_bootstrap=0``)."""
     from .metrics import bootstrap_ci, classification_metrics
 
     spec = get_task(task)
@@ -90,7 +90,7 @@ def metrics_with_ci(probs: np.ndarray, references: np.ndarray, task: str, thresh
     if spec.multi_label:
         kwargs["threshold"] = list(thresholds) if thresholds else 0.5
     metrics = classification_metrics(probs, references, **kwargs)
-    for key in ("macro_auc", "macro_f1"):
+    for key in ("macro_auc", "macro_f1") if n_bootstrap else ():
         def metric(p, r, key=key):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

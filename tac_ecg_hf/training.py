@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from transformers import TrainerCallback
 
 from .adapters.batchnorm import freeze_batchnorm_statistics
 from .tasks import TASKS, TaskSpec, get_task
@@ -72,6 +73,9 @@ class DataArguments:
     cv_folds: int | None = field(default=None, metadata={"help": "k of a k-fold cross-validation (test fold --cv_fold, validation the one before)."})
     cv_fold: int = field(default=0, metadata={"help": "Test fold of --cv_folds (0-based; PTB-XL uses strat_fold: fold k+1)."})
     augment: bool = field(default=False, metadata={"help": "Random crops (2.5-10 s), lead masking/subsets, scaling, noise."})
+    bootstrap_resamples: int = field(
+        default=1000, metadata={"help": "Bootstrap resamples of the held-out 95% CIs (0: no CIs, for quick runs)."}
+    )
     cache_dir: str | None = field(default=None, metadata={"help": "datasets cache directory."})
 
     def __post_init__(self):
@@ -80,6 +84,8 @@ class DataArguments:
             raise ValueError(f"--label_fraction must be in (0, 1], got {self.label_fraction}.")
         if self.cv_folds is not None and not (3 <= self.cv_folds <= 20 and 0 <= self.cv_fold < self.cv_folds):
             raise ValueError(f"--cv_folds must be 3-20 and --cv_fold in [0, cv_folds), got {self.cv_folds}/{self.cv_fold}.")
+        if self.bootstrap_resamples < 0:
+            raise ValueError(f"--bootstrap_resamples must be >= 0, got {self.bootstrap_resamples}.")
 
     @property
     def source_list(self) -> list[str] | None:
@@ -222,9 +228,24 @@ def subsample(dataset, fraction: float, seed: int = 0):
     return dataset.select(sorted(chosen))
 
 
+class TransformEpochCallback(TrainerCallback):
+    """Tells the training set's :class:`~tac_ecg_hf.data.builders.ECGTransform` which epoch begins, so that its
+    per-example random crops and augmentations change from epoch to epoch and a run resumed mid-epoch repeats them
+    exactly. (Workers of a ``DataLoader`` with ``persistent_workers`` would keep the epoch they started with.)"""
+
+    def __init__(self, *transforms):
+        self.transforms = transforms
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # state.epoch counts epochs as a float: whole at the start of an epoch, inside it when resuming mid-way
+        for transform in self.transforms:
+            transform.epoch = int(state.epoch or 0)
+
+
 def task_datasets(data_args: DataArguments, feature_extractor, seed: int = 0):
     """The task's ``DatasetDict`` (every source, one label space), re-split for CV and subsampled as asked, with the
-    feature extractor's transforms set (random crops and augmentation for training, the centre window otherwise)."""
+    feature extractor's transforms set (random crops and augmentation for training, the centre window otherwise), and
+    the training transform (for :class:`TransformEpochCallback`)."""
     from .data.augment import ECGAugment
     from .data.builders import ECGTransform, load_task_dataset
 
@@ -236,10 +257,11 @@ def task_datasets(data_args: DataArguments, feature_extractor, seed: int = 0):
         dataset = cross_validation_split(dataset, data_args.cv_folds, data_args.cv_fold, seed=seed)
     dataset["train"] = subsample(dataset["train"], data_args.label_fraction, seed=seed)
     augment = ECGAugment() if data_args.augment else None
-    dataset["train"].set_transform(ECGTransform(feature_extractor, train=True, augment=augment, seed=seed))
+    train_transform = ECGTransform(feature_extractor, train=True, augment=augment, seed=seed)
+    dataset["train"].set_transform(train_transform)
     for split in ("validation", "test"):
         dataset[split].set_transform(ECGTransform(feature_extractor, train=False))
-    return dataset
+    return dataset, train_transform
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -360,7 +382,7 @@ def run_finetune(model_args: ModelArguments, data_args: DataArguments, training_
     set_seed(training_args.seed)
     task = get_task(data_args.task)
     fe = task_feature_extractor(task.name, load_base_extractor(model_args.base_model))
-    dataset = task_datasets(data_args, fe, seed=training_args.seed)
+    dataset, train_transform = task_datasets(data_args, fe, seed=training_args.seed)
     model = build_classifier(
         model_args.base_model, task, model_args.method, encoder=model_args.encoder, rank=model_args.rank,
         encoder_overrides=json.loads(model_args.encoder_overrides),
@@ -376,6 +398,7 @@ def run_finetune(model_args: ModelArguments, data_args: DataArguments, training_
         processing_class=fe,
         data_collator=default_data_collator,
         compute_metrics=compute_metrics_for_trainer(task.name),
+        callbacks=[TransformEpochCallback(train_transform)],
     )
     start = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
@@ -394,10 +417,11 @@ def run_finetune(model_args: ModelArguments, data_args: DataArguments, training_
     if task.multi_label and records["validation"]:
         result.thresholds = calibrate_thresholds(out, task.name, data_args.data_dir, records["validation"])
         set_thresholds(out, task.name, result.thresholds)
+    n_bootstrap = data_args.bootstrap_resamples
     if records["validation"]:
-        result.val_metrics = evaluate_model(out, task.name, data_args.data_dir, records["validation"])
+        result.val_metrics = evaluate_model(out, task.name, data_args.data_dir, records["validation"], n_bootstrap=n_bootstrap)
     if records["test"]:
-        result.test_metrics = evaluate_model(out, task.name, data_args.data_dir, records["test"])
+        result.test_metrics = evaluate_model(out, task.name, data_args.data_dir, records["test"], n_bootstrap=n_bootstrap)
     write_run_metadata(out, result, data_args, model_args, command)
     return result
 
@@ -420,7 +444,7 @@ def save_run(model, feature_extractor, task: str, model_args: ModelArguments, ou
         for path in base.iterdir():
             if path.is_file() and (path.name == "config.json" or path.name.startswith("model.safetensors")):
                 shutil.copy2(path, out / path.name)
-        model.save_pretrained(out)  # <out>/<task>/adapter_config.json + adapter_model.safetensors
+        atomic_save_pretrained(model, out)  # <out>/<task>/adapter_config.json + adapter_model.safetensors, as a unit
         root_fe = load_base_extractor(model_args.base_model)
         root_fe.save_pretrained(out)
         if feature_extractor.to_dict() != root_fe.to_dict():
@@ -562,9 +586,10 @@ def run_pretrain_cetp(cetp_args: CETPArguments, data_args: DataArguments, traini
     text_cache = None
     if cetp_args.text_trainable_layers == 0:
         text_cache = encode_text_cache(model, tokenizer, sorted({t for split in pairs.values() for t in split["text"]}))
-    pairs["train"].set_transform(
-        ECGTransform(fe, train=True, augment=ECGAugment() if data_args.augment else None, seed=training_args.seed, keep=("text",))
+    train_transform = ECGTransform(
+        fe, train=True, augment=ECGAugment() if data_args.augment else None, seed=training_args.seed, keep=("text",)
     )
+    pairs["train"].set_transform(train_transform)
     pairs["validation"].set_transform(ECGTransform(fe, train=False, keep=("text",)))
     training_args.label_names = []
     trainer = Trainer(
@@ -574,6 +599,7 @@ def run_pretrain_cetp(cetp_args: CETPArguments, data_args: DataArguments, traini
         eval_dataset=pairs["validation"] if len(pairs["validation"]) else None,
         processing_class=fe,
         data_collator=CETPCollator(tokenizer, max_length=model.config.max_text_length, text_cache=text_cache),
+        callbacks=[TransformEpochCallback(train_transform)],
     )
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
