@@ -24,6 +24,7 @@ import fnmatch
 import json
 import os
 import pickle
+import re
 import shutil
 import tempfile
 import uuid
@@ -138,6 +139,14 @@ def check_model_files(path: str | os.PathLike, allow_pickle: bool = False) -> bo
     return False
 
 
+def _unpickler_reason(err: BaseException) -> str:
+    """The reason torch's weights-only unpickler gives (``Unsupported global: GLOBAL os.system ...``), without the
+    paragraph of advice and the terminal colour codes around it."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    found = re.search(r"WeightsUnpickler error: (.*?)(?:\.\s|\.?$)", text, re.S)
+    return _one_line(found.group(1) if found else text)[:200]
+
+
 def _weights_only_load(path: Path) -> dict:
     """``torch.load(weights_only=True)``, the unpickler transformers and PEFT use, with a one-line refusal."""
     try:
@@ -145,7 +154,7 @@ def _weights_only_load(path: Path) -> dict:
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as err:
         raise UnsafeCheckpointError(
             f"{path} was refused by torch's weights-only unpickler even with allow_pickle=True "
-            f"({_one_line(err)[:200]}); it holds more than tensors or is corrupt. Convert it to safetensors where you "
+            f"({_unpickler_reason(err)}); it holds more than tensors or is corrupt. Convert it to safetensors where you "
             "trust it, or do not load it."
         ) from err
 
@@ -215,6 +224,12 @@ def _check_model_config(folder) -> None:
     except (TypeError, ValueError):
         return
     config = read_json_object(path, what="model settings")
+    for key, kind, nullable in (("auto_map", dict, False), ("architectures", list, True)):
+        if key in config and not isinstance(config[key], kind) and not (nullable and config[key] is None):
+            raise CheckpointFileError(
+                f"{path}: {key} must be a JSON {'object' if kind is dict else 'list'}, got {json.dumps(config[key])[:60]}; "
+                "the file is corrupt: save the model again."
+            )
     model_type = config.get("model_type")
     if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
         from .models.encoders import ENCODER_FAMILIES
@@ -254,7 +269,7 @@ def load_encoder(path_or_id: str | os.PathLike, cls=None, allow_pickle: bool = F
     except pickle.UnpicklingError as err:
         raise UnsafeCheckpointError(
             f"the pickle weights of {path_or_id} were refused by torch's weights-only unpickler "
-            f"({_one_line(err)[:200]}); convert them to safetensors where you trust them, or do not load them."
+            f"({_unpickler_reason(err)}); convert them to safetensors where you trust them, or do not load them."
         ) from err
     except OSError as err:
         if "safetensors" in str(err) and not os.path.isdir(folder) and not allow_pickle:
