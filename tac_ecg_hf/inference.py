@@ -158,14 +158,58 @@ def decide(
     return decision, []
 
 
-class ECGTaskClassifier:
-    """A frozen encoder with one LRC-Adapter per task; ``predict(record, task)`` switches adapters by name."""
+@dataclass
+class TaskHead:
+    """What a prediction needs to know about a task's head when its adapter is not an LRC-Adapter (whose
+    ``LRCConfig`` carries the same fields): a PEFT LoRA baseline, or a fully fine-tuned classifier."""
 
-    def __init__(self, model, model_path: str | os.PathLike, tasks: list[str], feature_extractors: dict | None = None):
+    labels: list[str]
+    problem_type: str
+    thresholds: list[float] | None = None
+
+
+def _stored_thresholds(value: Any, labels: Sequence[str], where: Path) -> list[float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != len(labels) or not all(
+        isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1 for t in value
+    ):
+        from .safety import CheckpointFileError
+
+        raise CheckpointFileError(f"{where}: thresholds must be one probability in [0, 1] per label, got {value!r:.80}.")
+    return [float(t) for t in value]
+
+
+def classifier_tasks(model_path: str | os.PathLike) -> list[str]:
+    """The tasks a fully fine-tuned classifier at the root of a model folder answers (``examples/finetune.py --method
+    full / linear / scratch``): those whose labels are the classifier's ``id2label``."""
+    from .safety import read_json_object
+
+    path = Path(model_path) / "config.json"
+    if not path.is_file():
+        return []
+    config = read_json_object(path, what="model settings")
+    architectures = config.get("architectures") or []
+    id2label = config.get("id2label")
+    if not any(str(a).endswith("ForSequenceClassification") for a in architectures) or not isinstance(id2label, dict):
+        return []
+    labels = [id2label.get(str(i)) for i in range(len(id2label))]
+    return [name for name, spec in TASKS.items() if list(spec.labels) == labels]
+
+
+class ECGTaskClassifier:
+    """A frozen encoder with one adapter per task (LRC-Adapters; PEFT LoRA baselines), or a fully fine-tuned classifier
+    for its one task; ``predict(record, task)`` switches adapters by name."""
+
+    def __init__(
+        self, model, model_path: str | os.PathLike, tasks: list[str], feature_extractors: dict | None = None,
+        heads: dict | None = None,
+    ):
         self.model = model.eval()
         self.model_path = Path(model_path)
         self.tasks = list(tasks)
         self._feature_extractors = dict(feature_extractors or {})
+        self._heads = dict(heads) if heads is not None else {task: model.peft_config[task] for task in self.tasks}
         self.dtype = torch.float32
         self._forward = self.model
 
@@ -184,34 +228,64 @@ class ECGTaskClassifier:
         """
         from transformers.utils import logging as hf_logging
 
-        from .safety import check_adapter_files, check_model_files, load_encoder, load_task_adapter
+        from .adapters.lrc import LRCConfig
+        from .safety import check_adapter_files, check_model_files, load_encoder, load_task_adapter, read_json_object
 
         path = resolve_model(model, revision=revision)
         found = available_tasks(path)
-        tasks = [tasks] if isinstance(tasks, str) else list(tasks or found)
-        missing = [t for t in tasks if t not in found]
+        own = [] if found else classifier_tasks(path)  # a fully fine-tuned classifier, no adapters
+        tasks = [tasks] if isinstance(tasks, str) else list(tasks or found or own)
+        missing = [t for t in tasks if t not in found and t not in own]
         if missing or not tasks:
             raise InvalidArgumentError(
-                f"Model {str(model)!r} has no adapter for task(s) {missing or tasks}; it has {found or 'none'}. "
+                f"Model {str(model)!r} has no adapter for task(s) {missing or tasks}; it has {found or own or 'none'}. "
                 "Choose one of those, or train one with examples/finetune.py --method lrc."
             )
         check_model_files(path, allow_pickle=allow_pickle)
-        for task in tasks:  # refuse before loading anything
+        for task in found and tasks:  # refuse before loading anything
             check_adapter_files(path / task, allow_pickle=allow_pickle)
         extractors = {task: load_feature_extractor(path, task) for task in tasks}
+        # Adapters other than LRC's (a PEFT LoRA baseline, modules_to_save=["head"]) train the classifier's own head:
+        # build it with their task's label count. LRC adapters bring their own heads.
+        raw = {task: read_json_object(path / task / "adapter_config.json", what="adapter settings") for task in found and tasks}
+        plain = [task for task in raw if raw[task].get("peft_type") != "LRC_ADAPTER"]
+        counts = {get_task(task).num_labels for task in plain}
+        if len(counts) > 1:
+            raise InvalidArgumentError(
+                f"the adapters of {plain} train the model's own head for different label counts; load them one at a time."
+            )
+        head_kwargs = {"num_labels": counts.pop()} if counts else {}
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the encoder checkpoint has no head: the task heads come with the adapters
         try:
-            peft_model = load_encoder(path, allow_pickle=allow_pickle)
+            peft_model = load_encoder(path, allow_pickle=allow_pickle, **head_kwargs)
         finally:
             hf_logging.set_verbosity(verbosity)
+        heads = {}
+        if not found:
+            config = read_json_object(path / "config.json", what="model settings")
+            params = (config.get("task_specific_params") or {}).get(tasks[0]) or {}
+            labels = list(get_task(tasks[0]).labels)
+            problem = peft_model.config.problem_type or get_task(tasks[0]).problem_type
+            heads[tasks[0]] = TaskHead(labels, problem, _stored_thresholds(params.get("thresholds"), labels, path))
+            return cls(peft_model, path, tasks[:1], extractors, heads)
         for task in tasks:
             peft_model = load_task_adapter(peft_model, path / task, task, allow_pickle=allow_pickle)
-        return cls(peft_model, path, tasks, extractors)
+            config = peft_model.peft_config[task]
+            if isinstance(config, LRCConfig):
+                heads[task] = config
+            else:
+                spec = get_task(task)
+                thresholds = _stored_thresholds(raw[task].get("thresholds"), spec.labels, path / task)
+                heads[task] = TaskHead(list(spec.labels), spec.problem_type, thresholds)
+        return cls(peft_model, path, tasks, extractors, heads)
 
     # -- settings ----------------------------------------------------------------------------------------------------
     def adapter_config(self, task: str):
-        return self.model.peft_config[task]
+        """The task's head settings: ``labels``, ``problem_type``, ``thresholds`` (the ``LRCConfig`` of an LRC-Adapter,
+        else a :class:`TaskHead`)."""
+        self._check_task(task)
+        return self._heads[task]
 
     def feature_extractor(self, task: str):
         """The feature extractor ``task`` reads its input with."""
@@ -242,7 +316,8 @@ class ECGTaskClassifier:
     def logits(self, input_values: np.ndarray | torch.Tensor, task: str) -> torch.Tensor:
         """Float32 logits of a batch of windows ``(n, leads, samples)`` for ``task``."""
         self._check_task(task)
-        self.model.set_adapter(task)
+        if task in getattr(self.model, "peft_config", {}):  # a fully fine-tuned classifier has no adapters to switch
+            self.model.set_adapter(task)
         x = torch.as_tensor(input_values, dtype=torch.float32)
         autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self.dtype == torch.bfloat16 else nullcontext()
         with autocast:

@@ -458,12 +458,17 @@ def save_run(model, feature_extractor, task: str, model_args: ModelArguments, ou
 
 
 def set_thresholds(out: Path, task: str, thresholds: list[float]) -> None:
-    """Store calibrated per-class thresholds in the task adapter's ``adapter_config.json``."""
+    """Store calibrated per-class thresholds in the task adapter's ``adapter_config.json``, or for a fully fine-tuned
+    classifier (no adapter) in its ``config.json`` under ``task_specific_params[task]``."""
+    values = [round(float(t), 6) for t in thresholds]
     path = out / task / "adapter_config.json"
-    if not path.is_file():
-        return
-    config = json.loads(path.read_text())
-    config["thresholds"] = [round(float(t), 6) for t in thresholds]
+    if path.is_file():
+        config = json.loads(path.read_text())
+        config["thresholds"] = values
+    else:
+        path = out / "config.json"
+        config = json.loads(path.read_text())
+        config["task_specific_params"] = {**(config.get("task_specific_params") or {}), task: {"thresholds": values}}
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
