@@ -336,7 +336,7 @@ def load_ecg_dataset(
         builder.download_and_prepare(download_mode=download_mode)
     except datasets.exceptions.DatasetGenerationError as exc:
         # surface our own error (record id, problem, fix) instead of datasets' generic wrapper
-        if isinstance(exc.__cause__, (ECGInputError, FileNotFoundError)):
+        if isinstance(exc.__cause__, (ECGInputError, FileNotFoundError, ValueError)):  # e.g. a reader's argument check
             raise exc.__cause__ from None
         raise
     out = datasets.DatasetDict()

@@ -176,7 +176,9 @@ class CETPModel(CETPPreTrainedModel):
             text = AutoModel.from_pretrained(resolve_text_model(reference), dtype=model.logit_scale.dtype)
             fingerprint = weights_fingerprint(text)
             if model.config.text_model_fingerprint and fingerprint != model.config.text_model_fingerprint:
-                raise ValueError(
+                from ...safety import CheckpointMismatchError  # a ValueError; imported here: safety imports the models
+
+                raise CheckpointMismatchError(
                     f"The text tower {reference!r} is not the one this CETP model was trained with (weights fingerprint "
                     f"{fingerprint[:12]} != {model.config.text_model_fingerprint[:12]}); install the same version of it, or "
                     "load a CETP checkpoint that carries its text tower."
