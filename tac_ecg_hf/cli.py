@@ -111,9 +111,13 @@ def _cmd_predict(args) -> int:
     _check_output_path(args.plot, args.records, "--plot")
     if bulk:
         if args.plot:
-            raise InvalidArgumentError("--plot draws one record; leave it out when predicting many records or with --out.")
+            raise InvalidArgumentError(
+                "--plot draws one record; leave it out when predicting many records or with --out."
+            )
         if not args.out:
-            raise InvalidArgumentError("several records: give --out results.csv (or .jsonl, .parquet) for the results.")
+            raise InvalidArgumentError(
+                "several records: give --out results.csv (or .jsonl, .parquet) for the results."
+            )
         return _predict_bulk(args, tasks)
     from .data import read_record
 
@@ -180,7 +184,9 @@ def _cmd_zero_shot(args) -> int:
     torch.set_num_threads(max(1, args.threads))
     labels = [label.strip() for label in args.labels.split(",") if label.strip()]
     if len(labels) < 2:
-        raise InvalidArgumentError('--labels needs at least two comma-separated phrases, e.g. "normal ECG,atrial fibrillation".')
+        raise InvalidArgumentError(
+            '--labels needs at least two comma-separated phrases, e.g. "normal ECG,atrial fibrillation".'
+        )
     record = read_record(args.record, **_read_kwargs(args))
     folder = resolve_model(MODEL_ALIASES.get(args.model, args.model), revision=args.revision)
     classify = pipeline("zero-shot-ecg-classification", model=str(folder))
@@ -381,9 +387,10 @@ def bad_input_message(err: BaseException) -> str | None:
     """The one-line message of an error that is the user's input (a record, an argument, a checkpoint, the Hub), or
     ``None`` for a bug.
 
-    Bad input is what the package refuses with its own exception types (:func:`tac_ecg_hf.errors.bad_input_error_types`),
-    a Hub failure, or an operating-system error (a missing file, a permission, a full disk). Any other exception -- a
-    ``ValueError`` from numpy or torch included -- is a bug, and the CLI says "internal error" (exit status 1)."""
+    Bad input is what the package refuses with its own exception types
+    (:func:`tac_ecg_hf.errors.bad_input_error_types`), a Hub failure, or an operating-system error (a missing file, a
+    permission, a full disk). Any other exception -- a ``ValueError`` from numpy or torch included -- is a bug, and the
+    CLI says "internal error" (exit status 1)."""
     from .hub.errors import describe_hub_error
 
     if isinstance(err, bad_input_error_types()):  # a HubAccessError's message already names the repo and revision

@@ -176,7 +176,9 @@ def _stored_thresholds(value: Any, labels: Sequence[str], where: Path) -> list[f
     ):
         from .safety import CheckpointFileError
 
-        raise CheckpointFileError(f"{where}: thresholds must be one probability in [0, 1] per label, got {value!r:.80}.")
+        raise CheckpointFileError(
+            f"{where}: thresholds must be one probability in [0, 1] per label, got {repr(value)[:80]}."
+        )
     return [float(t) for t in value]
 
 
@@ -238,7 +240,8 @@ class ECGTaskClassifier:
         missing = [t for t in tasks if t not in found and t not in own]
         if missing or not tasks:
             raise InvalidArgumentError(
-                f"Model {str(model)!r} has no adapter for task(s) {missing or tasks}; it has {found or own or 'none'}. "
+                f"Model {str(model)!r} has no adapter for task(s) {missing or tasks}; "
+                f"it has {found or own or 'none'}. "
                 "Choose one of those, or train one with examples/finetune.py --method lrc."
             )
         check_model_files(path, allow_pickle=allow_pickle)
@@ -247,12 +250,16 @@ class ECGTaskClassifier:
         extractors = {task: load_feature_extractor(path, task) for task in tasks}
         # Adapters other than LRC's (a PEFT LoRA baseline, modules_to_save=["head"]) train the classifier's own head:
         # build it with their task's label count. LRC adapters bring their own heads.
-        raw = {task: read_json_object(path / task / "adapter_config.json", what="adapter settings") for task in found and tasks}
+        raw = {
+            task: read_json_object(path / task / "adapter_config.json", what="adapter settings")
+            for task in found and tasks
+        }
         plain = [task for task in raw if raw[task].get("peft_type") != "LRC_ADAPTER"]
         counts = {get_task(task).num_labels for task in plain}
         if len(counts) > 1:
             raise InvalidArgumentError(
-                f"the adapters of {plain} train the model's own head for different label counts; load them one at a time."
+                f"the adapters of {plain} train the model's own head for different label counts; load them one at "
+                "a time."
             )
         head_kwargs = {"num_labels": counts.pop()} if counts else {}
         verbosity = hf_logging.get_verbosity()

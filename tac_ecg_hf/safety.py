@@ -154,8 +154,8 @@ def _weights_only_load(path: Path) -> dict:
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as err:
         raise UnsafeCheckpointError(
             f"{path} was refused by torch's weights-only unpickler even with allow_pickle=True "
-            f"({_unpickler_reason(err)}); it holds more than tensors or is corrupt. Convert it to safetensors where you "
-            "trust it, or do not load it."
+            f"({_unpickler_reason(err)}); it holds more than tensors or is corrupt. Convert it to safetensors where "
+            "you trust it, or do not load it."
         ) from err
 
 
@@ -227,8 +227,8 @@ def _check_model_config(folder) -> None:
     for key, kind, nullable in (("auto_map", dict, False), ("architectures", list, True)):
         if key in config and not isinstance(config[key], kind) and not (nullable and config[key] is None):
             raise CheckpointFileError(
-                f"{path}: {key} must be a JSON {'object' if kind is dict else 'list'}, got {json.dumps(config[key])[:60]}; "
-                "the file is corrupt: save the model again."
+                f"{path}: {key} must be a JSON {'object' if kind is dict else 'list'}, got "
+                f"{json.dumps(config[key])[:60]}; the file is corrupt: save the model again."
             )
     model_type = config.get("model_type")
     if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
@@ -236,8 +236,8 @@ def _check_model_config(folder) -> None:
 
         known = ", ".join([*sorted(ENCODER_FAMILIES), "cetp"])
         raise CheckpointFileError(
-            f"{path}: model_type {model_type!r} is not a registered model type (tac-ecg-hf encoders: {known}); the file "
-            "is corrupt or belongs to another library: save the model again."
+            f"{path}: model_type {model_type!r} is not a registered model type (tac-ecg-hf encoders: {known}); the "
+            "file is corrupt or belongs to another library: save the model again."
         )
 
 
@@ -406,10 +406,8 @@ def load_task_adapter(
         raise AdapterMismatchError(f"adapter {folder}: {_one_line(err)}") from err
     except ValueError as err:  # e.g. target_modules that match nothing, a head_module the model lacks
         raise AdapterMismatchError(f"adapter {folder} does not fit this model: {_one_line(err)}") from err
-    expected = {
-        k: tuple(v.shape)
-        for k, v in get_peft_model_state_dict(peft_model, adapter_name=adapter_name, save_embedding_layers=False).items()
-    }
+    state = get_peft_model_state_dict(peft_model, adapter_name=adapter_name, save_embedding_layers=False)
+    expected = {k: tuple(v.shape) for k, v in state.items()}
     problems = _describe_mismatch(expected, file_shapes, "adapter")
     if problems:
         if is_peft_model:

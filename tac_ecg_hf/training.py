@@ -419,9 +419,13 @@ def run_finetune(model_args: ModelArguments, data_args: DataArguments, training_
         set_thresholds(out, task.name, result.thresholds)
     n_bootstrap = data_args.bootstrap_resamples
     if records["validation"]:
-        result.val_metrics = evaluate_model(out, task.name, data_args.data_dir, records["validation"], n_bootstrap=n_bootstrap)
+        result.val_metrics = evaluate_model(
+            out, task.name, data_args.data_dir, records["validation"], n_bootstrap=n_bootstrap
+        )
     if records["test"]:
-        result.test_metrics = evaluate_model(out, task.name, data_args.data_dir, records["test"], n_bootstrap=n_bootstrap)
+        result.test_metrics = evaluate_model(
+            out, task.name, data_args.data_dir, records["test"], n_bootstrap=n_bootstrap
+        )
     write_run_metadata(out, result, data_args, model_args, command)
     return result
 

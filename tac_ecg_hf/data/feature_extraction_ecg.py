@@ -209,7 +209,9 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
     # -- settings ------------------------------------------------------------------------------------------------------
     def _validate(self) -> None:
         def bad(what: str) -> ECGConfigError:
-            return ECGConfigError(f"ECGFeatureExtractor: {what}. Fix it in preprocessor_config.json or the constructor call.")
+            return ECGConfigError(
+                f"ECGFeatureExtractor: {what}. Fix it in preprocessor_config.json or the constructor call."
+            )
 
         names = [canonical_lead_name(n) for n in self.lead_names]
         if not 1 <= len(names) <= MAX_LEADS or len(set(names)) != len(names):
@@ -219,7 +221,9 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
             self.input_leads = [canonical_lead_name(n) for n in self.input_leads]
             outside = [n for n in self.input_leads if n not in names]
             if not self.input_leads or outside or len(set(self.input_leads)) != len(self.input_leads):
-                raise bad(f"input_leads must be distinct leads among lead_names {names}, got {_short(self.input_leads)}")
+                raise bad(
+                    f"input_leads must be distinct leads among lead_names {names}, got {_short(self.input_leads)}"
+                )
         for key in ("sampling_rate", "num_samples", "filter_order"):
             value = getattr(self, key)
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
@@ -231,7 +235,10 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
         if self.window_stride is not None and (
             not isinstance(self.window_stride, numbers.Integral) or not 0 < self.window_stride <= self.num_samples
         ):
-            raise bad(f"window_stride must be an integer in [1, num_samples={self.num_samples}], got {_short(self.window_stride)}")
+            raise bad(
+                f"window_stride must be an integer in [1, num_samples={self.num_samples}], "
+                f"got {_short(self.window_stride)}"
+            )
         for key in ("min_duration", "max_duration", "min_sampling_rate", "max_sampling_rate"):
             if not _is_real(getattr(self, key)) or getattr(self, key) <= 0:
                 raise bad(f"{key} must be a positive number, got {_short(getattr(self, key))}")
@@ -240,7 +247,8 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
         if not _is_real(self.padding_value):
             raise bad(f"padding_value must be a finite number, got {_short(self.padding_value)}")
         if self.bandpass is not None:
-            if not isinstance(self.bandpass, list) or len(self.bandpass) != 2 or not all(_is_real(f) for f in self.bandpass):
+            pair = isinstance(self.bandpass, list) and len(self.bandpass) == 2
+            if not pair or not all(_is_real(f) for f in self.bandpass):
                 raise bad(f"bandpass must be [low, high] in Hz or null, got {_short(self.bandpass)}")
             low, high = (float(f) for f in self.bandpass)
             if not 0 < low < high < self.sampling_rate / 2:
@@ -362,7 +370,8 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
         if prepared > MAX_PREPARED_VALUES:
             raise ECGInputError(
                 f"Record {rid}: {n} samples at {fs:g} Hz would become {prepared:,} values at {self.sampling_rate} Hz, "
-                f"more than the {MAX_PREPARED_VALUES:,} one record may take; split the record or check its sampling rate."
+                f"more than the {MAX_PREPARED_VALUES:,} one record may take; split the record or check its sampling "
+                "rate."
             )
         if duration < self.min_duration:
             raise ECGInputError(

@@ -54,7 +54,8 @@ def push_run(
     """
     folder = Path(folder)
     if not (folder / "config.json").is_file() and not task_adapters_in(folder):
-        raise InvalidArgumentError(f"{folder} holds no model (config.json) and no task adapter (<task>/adapter_config.json); "
+        raise InvalidArgumentError(f"{folder} holds no model (config.json) and no task adapter "
+                                   "(<task>/adapter_config.json); "
                          "pass the output folder of a training run.")
     readme = folder / "README.md"
     files = [f for f in _files(folder) if f != "README.md"]

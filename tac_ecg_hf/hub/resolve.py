@@ -61,7 +61,9 @@ def resolve_repo(
         try:
             validate_repo_id(name)
         except HFValidationError:
-            raise InvalidArgumentError(f"{name!r} is neither a folder nor a Hub repo id (org/name); check the path.") from None
+            raise InvalidArgumentError(
+                f"{name!r} is neither a folder nor a Hub repo id (org/name); check the path."
+            ) from None
         if sub and allow_patterns is None:
             allow_patterns = [f"{sub}/*"]
         try:

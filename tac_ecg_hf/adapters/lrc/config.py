@@ -122,16 +122,22 @@ class LRCConfig(PeftConfig):
         for name in ("target_modules", "exclude_modules"):
             value = getattr(self, name)
             if value is not None and not _is_names(value):
-                raise ValueError(f"LRCConfig.{name} must be a module name pattern or a list of names, got {_short(value)}.")
+                raise ValueError(
+                    f"LRCConfig.{name} must be a module name pattern or a list of names, got {_short(value)}."
+                )
             if isinstance(value, str):
                 try:
                     re.compile(value)
                 except re.error as err:
-                    raise ValueError(f"LRCConfig.{name}={value!r} is not a valid regular expression ({err}).") from None
+                    raise ValueError(
+                        f"LRCConfig.{name}={value!r} is not a valid regular expression ({err})."
+                    ) from None
         if self.task_name is not None and not isinstance(self.task_name, str):
             raise ValueError(f"LRCConfig.task_name must be a string, got {_short(self.task_name)}.")
         if self.encoder_fingerprint is not None and not isinstance(self.encoder_fingerprint, str):
-            raise ValueError(f"LRCConfig.encoder_fingerprint must be a string, got {_short(self.encoder_fingerprint)}.")
+            raise ValueError(
+                f"LRCConfig.encoder_fingerprint must be a string, got {_short(self.encoder_fingerprint)}."
+            )
         if self.encoder_signature is not None and not isinstance(self.encoder_signature, dict):
             raise ValueError(f"LRCConfig.encoder_signature must be an object, got {_short(self.encoder_signature)}.")
         for name in ("freeze_base_batchnorm", "init_weights"):
