@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.tiny import TINY_TEXT, tiny_cetp, tiny_config
 from torch.nn import functional as F
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, BertTokenizer
-
-from support.tiny import TINY_TEXT, tiny_cetp, tiny_config
 
 from tac_ecg_hf import CETPConfig, CETPModel
 from tac_ecg_hf.models.cetp import CETPLoss, CETPOutput, default_text_model_path
@@ -353,7 +352,8 @@ scale = torch.tensor(10.0)
 reference_ecg = ecg.clone().requires_grad_(True)  # the single-process loss on the global batch, by hand
 logits = scale * reference_ecg @ text.t()
 target = torch.arange(8)
-reference = (torch.nn.functional.cross_entropy(logits, target) + torch.nn.functional.cross_entropy(logits.t(), target)) / 2
+ce = torch.nn.functional.cross_entropy
+reference = (ce(logits, target) + ce(logits.t(), target)) / 2
 reference.backward()
 
 shard = slice(rank * 8 // world, (rank + 1) * 8 // world)
@@ -371,7 +371,8 @@ def test_cetp_loss_under_two_processes_equals_the_single_process_loss(tmp_path):
     process's own features equals the single-process gradient of those rows."""
     script = tmp_path / "ddp_loss.py"
     script.write_text(_DDP_LOSS_SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     proc = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
          "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script)],

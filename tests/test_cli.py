@@ -36,7 +36,8 @@ def snapshot(folder: Path) -> dict:
     for path in sorted(folder.rglob("*")):
         if path.is_file():
             stat = path.stat()
-            out[str(path.relative_to(folder))] = (hashlib.sha256(path.read_bytes()).hexdigest(), stat.st_size, stat.st_mtime_ns)
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            out[str(path.relative_to(folder))] = (digest, stat.st_size, stat.st_mtime_ns)
     return out
 
 
@@ -97,10 +98,12 @@ def test_predict_npy_with_fs_and_leads_in_any_order(tiny_repo, cpsc2018_dir, tmp
     np.save(path, record.signal[::-1].T.copy())  # time-first, leads reversed
     leads = ",".join(record.lead_names[::-1])
     code, out, err = run(
-        ["predict", "--model", tiny_repo, "--task", "cpsc2018", "--fs", "500", "--leads", leads, "--json", path], capsys
+        ["predict", "--model", tiny_repo, "--task", "cpsc2018", "--fs", "500", "--leads", leads, "--json", path],
+        capsys,
     )
     assert code == 0, err
-    code, ref, err = run(["predict", "--model", tiny_repo, "--task", "cpsc2018", "--json", cpsc2018_dir / "A0001.hea"], capsys)
+    argv = ["predict", "--model", tiny_repo, "--task", "cpsc2018", "--json", cpsc2018_dir / "A0001.hea"]
+    code, ref, err = run(argv, capsys)
     assert json.loads(out)["probabilities"] == json.loads(ref)["probabilities"]  # lead order does not matter
 
 
@@ -263,7 +266,8 @@ def test_pickle_adapter_needs_allow_pickle(tiny_repo_copy, cinc2017_dir, tmp_pat
     record = copy_record(cinc2017_dir, "A00001", tmp_path / "inputs")
     code, out, err = run(["predict", "--model", tiny_repo_copy, "--task", "cinc2017", record], capsys)
     assert code == 2 and len(err.splitlines()) == 1 and "allow_pickle=True" in err, err
-    code, out, err = run(["predict", "--model", tiny_repo_copy, "--task", "cinc2017", "--allow-pickle", record], capsys)
+    argv = ["predict", "--model", tiny_repo_copy, "--task", "cinc2017", "--allow-pickle", record]
+    code, out, err = run(argv, capsys)
     assert code == 0, err
 
 

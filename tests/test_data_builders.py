@@ -13,11 +13,11 @@ import pytest
 from test_data_readers import make_chapman
 
 from tac_ecg_hf.data import (
+    PTBXL,
     CinC2017,
     ECGFeatureExtractor,
     ECGInputError,
     ECGTransform,
-    PTBXL,
     assign_split,
     decode_signal,
     get_database,
@@ -45,7 +45,9 @@ def cache(tmp_path_factory):
 
 def test_cinc2017_examples_hold_the_prepared_record(cinc2017_dir, cache):
     fe = task_feature_extractor("cinc2017", ECGFeatureExtractor())  # 12-lead model, lead I read
-    ds = load_ecg_dataset("cinc2017", cinc2017_dir, task="cinc2017", feature_extractor=fe, cache_dir=cache, max_records=4)
+    ds = load_ecg_dataset(
+        "cinc2017", cinc2017_dir, task="cinc2017", feature_extractor=fe, cache_dir=cache, max_records=4
+    )
     assert list(ds) == list(SPLITS) and all(len(ds[s]) == 4 for s in SPLITS)
     features = ds["train"].features
     assert features["labels"] == datasets.ClassLabel(names=["N", "A", "O", "~"])
@@ -89,7 +91,9 @@ def test_transform_windows_and_reproducible_random_crops(cinc2017_dir, cache):
     same example gets the same crop whatever batch it is in (a resumed run skips batches without transforming them)
     and another crop in another epoch."""
     fe = task_feature_extractor("cinc2017", ECGFeatureExtractor())
-    ds = load_ecg_dataset("cinc2017", cinc2017_dir, task="cinc2017", feature_extractor=fe, cache_dir=cache, max_records=4)
+    ds = load_ecg_dataset(
+        "cinc2017", cinc2017_dir, task="cinc2017", feature_extractor=fe, cache_dir=cache, max_records=4
+    )
     rows = ds["train"][:4]
     centre = ECGTransform(fe, train=False)(rows)["input_values"]
     for i, window in enumerate(centre):
@@ -131,14 +135,16 @@ def test_cetp_pairs_carry_the_database_text(ptbxl_dir, data_root, cache):
 
 def test_cache_is_reused_and_never_stale(tmp_path):
     root = tmp_path / "chapman"
-    rhythms = {f"MUSE_{i}": r for i, r in enumerate(["SB", "AFIB", "SR", "ST", "SA", "AF", "SVT", "SR", "XYZ", "SB"] * 2)}
+    names = ["SB", "AFIB", "SR", "ST", "SA", "AF", "SVT", "SR", "XYZ", "SB"] * 2
+    rhythms = {f"MUSE_{i}": r for i, r in enumerate(names)}
     make_chapman(root, rhythms, n=5000)
     cache = tmp_path / "cache"
     ds = load_ecg_dataset("chapman", root, task="chapman", cache_dir=cache)
     assert sum(len(ds[s]) for s in SPLITS) == 18  # the two 'XYZ' rhythms have no chapman label
     train_ids = [rid for rid in rhythms if rhythms[rid] != "XYZ" and assign_split(rid) == "train"]
     assert ds["train"]["record_id"] == train_ids
-    assert load_ecg_dataset("chapman", root, task="chapman", cache_dir=cache)["train"].cache_files == ds["train"].cache_files
+    again = load_ecg_dataset("chapman", root, task="chapman", cache_dir=cache)
+    assert again["train"].cache_files == ds["train"].cache_files
     other_fe = ECGFeatureExtractor(num_samples=500, sampling_rate=50, bandpass=(0.5, 20.0))
     shorter = load_ecg_dataset("chapman", root, task="chapman", feature_extractor=other_fe, cache_dir=cache)
     assert shorter["train"].cache_files != ds["train"].cache_files

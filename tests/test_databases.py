@@ -34,8 +34,7 @@ from tac_ecg_hf.data import (
 )
 from tac_ecg_hf.tasks import STANDARD_LEADS, TASKS
 
-
-# the real-data folders (ptbxl_dir, cpsc2018_dir, cinc2017_dir, cinc2020_dir, ludb_dir, chapman_dir) come from conftest.py
+# the real-data folders (ptbxl_dir, cpsc2018_dir, cinc2017_dir, cinc2020_dir, ludb_dir, chapman_dir): conftest.py
 
 
 def test_registry():

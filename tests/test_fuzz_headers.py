@@ -59,6 +59,7 @@ def test_header_mutation_fuzz(capped_runner, bundled_xresnet, cpsc2018_dir, tmp_
             failures.append(f"case {i} ({edits}): {problem}")
         else:
             outcomes[result.value.get("type", "predicted")] += 1
-    print(f"header fuzz: {CASES} cases (seed {SEED}): {dict(outcomes)}; peak RSS {peak_mb:.0f} MB, slowest {slowest:.2f} s")
+    print(f"header fuzz: {CASES} cases (seed {SEED}): {dict(outcomes)}; peak RSS {peak_mb:.0f} MB, "
+          f"slowest {slowest:.2f} s")
     assert not failures, f"{len(failures)} of {CASES} cases failed:\n" + "\n".join(failures[:10])
     assert outcomes["predicted"] and sum(outcomes.values()) - outcomes["predicted"]  # both kinds of outcome occur

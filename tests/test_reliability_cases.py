@@ -102,7 +102,8 @@ def test_reference_prediction_on_the_copies(runner, record, model):
 @pytest.mark.parametrize("rate", ["0.01", "0.0001"])
 def test_header_sampling_rate_far_below_an_ecg_is_refused(runner, record, model, rate):
     set_header_rate(record, rate)
-    refused(runner, rf"sampling rate {rate} Hz is outside the 50-20000 Hz", record, "--task", "cpsc2018", "--model", model)
+    refused(runner, rf"sampling rate {rate} Hz is outside the 50-20000 Hz", record, "--task", "cpsc2018", "--model",
+            model)
 
 
 def test_fs_flag_far_below_an_ecg_is_refused_for_npy(runner, record, model, tmp_path):
@@ -217,8 +218,10 @@ def test_allow_pickle_on_a_pickle_torch_refuses(runner, record, model, which):
     ``os.system``) is refused by torch's weights-only unpickler even with --allow-pickle."""
     import torch
 
-    folder, safe, unsafe = (model / "cpsc2018", "adapter_model.safetensors", "adapter_model.bin") if which == "adapter" \
-        else (model, "model.safetensors", "pytorch_model.bin")
+    if which == "adapter":
+        folder, safe, unsafe = model / "cpsc2018", "adapter_model.safetensors", "adapter_model.bin"
+    else:
+        folder, safe, unsafe = model, "model.safetensors", "pytorch_model.bin"
     from safetensors.torch import load_file
 
     torch.save({**load_file(folder / safe), "payload": print}, folder / unsafe)
@@ -226,7 +229,8 @@ def test_allow_pickle_on_a_pickle_torch_refuses(runner, record, model, which):
     message = refused(runner, r"refused by torch's weights-only unpickler", record, "--task", "cpsc2018", "--model",
                       model, "--allow-pickle")
     assert "Unsupported global: GLOBAL" in message and "print" in message and "\x1b" not in message, message
-    refused(runner, r"holds only a pickle checkpoint.*allow_pickle=True", record, "--task", "cpsc2018", "--model", model)
+    refused(runner, r"holds only a pickle checkpoint.*allow_pickle=True", record, "--task", "cpsc2018", "--model",
+            model)
 
 
 # -- silent wrong results become refusals or notes --------------------------------------------------------------------

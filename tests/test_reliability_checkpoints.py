@@ -82,7 +82,7 @@ def test_config_keys_written_by_transformers_are_accepted(tmp_path):
     assert loaded.layers == TINY_ENCODERS["xresnet1d"]["layers"]
 
 
-# -- malformed JSON files: refused before transformers or PEFT parse them ------------------------------------------------
+# -- malformed JSON files: refused before transformers or PEFT parse them ---------------------------------------------
 
 MALFORMED = {
     "binary": b"\x89PNG\r\n\x1a\n\x00\x00",
@@ -151,7 +151,8 @@ def test_preprocessor_settings_are_checked(tiny_repo_copy, changes, match):
         (dict(encoder_fingerprint=["sha256:0"]), r"encoder_fingerprint must be a string"),
         (dict(encoder_signature="xresnet1d"), r"encoder_signature must be an object"),
         (dict(freeze_base_batchnorm="yes"), r"freeze_base_batchnorm must be true or false"),
-        (dict(thresholds=[0.5, float("nan")] + [0.5] * 7), r"thresholds must be one probability in \[0, 1\] per label"),
+        (dict(thresholds=[0.5, float("nan")] + [0.5] * 7),
+         r"thresholds must be one probability in \[0, 1\] per label"),
     ],
 )
 def test_adapter_config_values_are_checked(tiny_repo_copy, changes, match):
@@ -188,7 +189,8 @@ def test_pickle_only_encoder_in_a_model_repo_is_refused(tiny_repo_copy):
     with pytest.raises(UnsafeCheckpointError, match=r"pytorch_model\.bin.*allow_pickle=True") as info:
         ECGTaskClassifier.from_pretrained(tiny_repo_copy, tasks=["cinc2017"])
     one_line_refusal(info)
-    assert ECGTaskClassifier.from_pretrained(tiny_repo_copy, tasks=["cinc2017"], allow_pickle=True).tasks == ["cinc2017"]
+    trusted = ECGTaskClassifier.from_pretrained(tiny_repo_copy, tasks=["cinc2017"], allow_pickle=True)
+    assert trusted.tasks == ["cinc2017"]
 
 
 def test_pickle_adapter_is_refused_unless_allowed_and_then_predicts_the_same(tiny_repo, tiny_repo_copy, cpsc2018_dir):
@@ -201,4 +203,5 @@ def test_pickle_adapter_is_refused_unless_allowed_and_then_predicts_the_same(tin
     trusted = ECGTaskClassifier.from_pretrained(tiny_repo_copy, tasks=["cinc2017"], allow_pickle=True)
     safe = ECGTaskClassifier.from_pretrained(tiny_repo, tasks=["cinc2017"])
     record = cpsc2018_dir / "A0001.hea"
-    assert (trusted.predict(record, task="cinc2017").probabilities == safe.predict(record, task="cinc2017").probabilities).all()
+    expected = safe.predict(record, task="cinc2017").probabilities
+    assert (trusted.predict(record, task="cinc2017").probabilities == expected).all()

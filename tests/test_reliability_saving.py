@@ -1,6 +1,6 @@
-"""Crash-safe saving: ``atomic_save_pretrained`` (and the run folders of ``run_finetune``, written with it) never leaves a
-half-written adapter or model in place, whether the save raises (disk full) or the process is killed mid-way. The
-folder swap itself (``replace_dir``) is tested in test_weights_verification.py."""
+"""Crash-safe saving: ``atomic_save_pretrained`` (and the run folders of ``run_finetune``, written with it) never
+leaves a half-written adapter or model in place, whether the save raises (disk full) or the process is killed mid-way.
+The folder swap itself (``replace_dir``) is tested in test_weights_verification.py."""
 
 from __future__ import annotations
 

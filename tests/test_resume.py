@@ -1,5 +1,5 @@
-"""Resume as a user runs it: ``examples/finetune.py`` killed (SIGKILL) after its first complete checkpoint and run again
-with ``--resume_from_checkpoint True`` ends with the same adapter weights and the same held-out metrics as an
+"""Resume as a user runs it: ``examples/finetune.py`` killed (SIGKILL) after its first complete checkpoint and run
+again with ``--resume_from_checkpoint True`` ends with the same adapter weights and the same held-out metrics as an
 uninterrupted run (tiny encoder, real CinC 2017 records, seconds)."""
 
 from __future__ import annotations

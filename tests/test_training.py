@@ -92,7 +92,8 @@ def test_lrc_run_folder_is_a_model_repository(cetp_run, data_root, cache, tmp_pa
     out = tmp_path / "run"
     result = _finetune(cetp_run, "lrc", "cinc2017", data_root, cache, out)
     assert (out / "model.safetensors").read_bytes() == (cetp_run / "model.safetensors").read_bytes()  # frozen
-    assert load_feature_extractor(out, "cinc2017").input_leads == ["I"] and load_feature_extractor(out).input_leads is None
+    assert load_feature_extractor(out, "cinc2017").input_leads == ["I"]
+    assert load_feature_extractor(out).input_leads is None
     config = json.loads((out / "cinc2017" / "adapter_config.json").read_text())
     assert config["task_name"] == "cinc2017" and config["encoder_fingerprint"].startswith("sha256:")
     assert config["metrics"]["command"] == "pytest" and config["metrics"]["test"]["n"] == result.test_metrics["n"]
@@ -153,7 +154,8 @@ def test_argument_dataclasses_refuse_bad_values(tmp_path):
         DataArguments(label_fraction=0)
     with pytest.raises(ValueError, match="--bootstrap_resamples"):
         DataArguments(bootstrap_resamples=-1)
-    _, _, training_args = parse_args((ModelArguments, DataArguments), ["--base_model", "x", "--output_dir", str(tmp_path)])
+    argv = ["--base_model", "x", "--output_dir", str(tmp_path)]
+    _, _, training_args = parse_args((ModelArguments, DataArguments), argv)
     assert training_args.report_to == [] or training_args.report_to == "none" or "none" in training_args.report_to
     assert training_args.save_total_limit == 2 and not training_args.remove_unused_columns
 
@@ -174,14 +176,16 @@ def test_resume_checkpoint_skips_a_checkpoint_a_kill_left_incomplete(tmp_path):
 def test_accelerate_two_processes(cetp_run, data_root, cache, tmp_path):
     """``accelerate launch`` with two real CPU processes (the distributed code paths) trains and evaluates."""
     venv_bin = str(Path(sys.executable).parent)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PATH": venv_bin + os.pathsep + os.environ["PATH"],
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "PATH": venv_bin + os.pathsep + os.environ["PATH"],
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     out = tmp_path / "ddp"
     proc = subprocess.run(
-        ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", "examples/finetune.py", "--task", "cinc2017", "--method", "lrc", "--rank", "2",
-         "--base_model", str(cetp_run), "--data_dir", str(data_root), "--sources", "cinc2017", "--max_records", "8",
-         "--cache_dir", str(cache), "--bootstrap_resamples", "0", "--output_dir", str(out), *QUICK],
+        ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
+         "no", "--dynamo_backend", "no", "examples/finetune.py", "--task", "cinc2017", "--method", "lrc", "--rank",
+         "2", "--base_model", str(cetp_run), "--data_dir", str(data_root), "--sources", "cinc2017", "--max_records", "8",
+         "--cache_dir", str(cache), "--bootstrap_resamples", "0", "--output_dir", str(out), *QUICK,
+        ],
         cwd=REPO, capture_output=True, text=True, timeout=600, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -56,7 +56,9 @@ class CaseResult:
 class CappedRunner:
     """The runner subprocess (see the module docstring). Use as a context manager, or call :meth:`close`."""
 
-    def __init__(self, address_space: int = ADDRESS_SPACE_CAP, time_limit: float = TIME_LIMIT, env: dict | None = None):
+    def __init__(
+        self, address_space: int = ADDRESS_SPACE_CAP, time_limit: float = TIME_LIMIT, env: dict | None = None
+    ):
         self.address_space = address_space
         self.time_limit = time_limit
         child_env = dict(os.environ if env is None else env)
@@ -86,7 +88,8 @@ class CappedRunner:
 
     def cli(self, argv: list, cwd: str | os.PathLike | None = None, env: dict | None = None) -> CaseResult:
         """``tac-ecg ARGV`` (``tac_ecg_hf.cli.main``) in a capped child; ``env`` entries are set in the child."""
-        return self._request({"cli": [os.fspath(a) for a in argv], "cwd": os.fspath(cwd) if cwd else None, "env": env or {}})
+        request = {"cli": [os.fspath(a) for a in argv], "cwd": os.fspath(cwd) if cwd else None, "env": env or {}}
+        return self._request(request)
 
     def call(self, name: str, **kwargs) -> CaseResult:
         """``support.fuzz_cases.<name>(**kwargs)`` in a capped child; its JSON return value is ``result.value``."""
@@ -102,7 +105,8 @@ class CappedRunner:
     def preload(self, model: str | os.PathLike, tasks: list[str] | None = None) -> list[str]:
         """Load a classifier in the runner itself (uncapped, once), so that the children forked after it predict with
         it directly (``fuzz_cases.predict_file`` with the same ``model``)."""
-        result = self._request({"call": "preload", "kwargs": {"model": os.fspath(model), "tasks": tasks}, "in_runner": True})
+        kwargs = {"model": os.fspath(model), "tasks": tasks}
+        result = self._request({"call": "preload", "kwargs": kwargs, "in_runner": True})
         if result.exit_code != 0:
             raise RuntimeError(f"preloading {model} failed: {result.stderr[-2000:]}")
         return result.value

@@ -54,8 +54,8 @@ def predict_file(path: str, task: str, model: str, read_kwargs: dict | None = No
 
 
 def load_and_predict(model: str, record: str, task: str) -> dict:
-    """``ECGTaskClassifier.from_pretrained(model)`` (every check of the encoder, adapter and preprocessor files) and one
-    prediction on ``record``."""
+    """``ECGTaskClassifier.from_pretrained(model)`` (every check of the encoder, adapter and preprocessor files) and
+    one prediction on ``record``."""
     from tac_ecg_hf.inference import ECGTaskClassifier
 
     return _outcome(lambda: ECGTaskClassifier.from_pretrained(model, tasks=[task]).predict(record, task=task))

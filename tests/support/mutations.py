@@ -100,7 +100,8 @@ def mutate_header(text: str, rng: np.random.Generator) -> tuple[str, bytes]:
         elif kind == 10:
             garbage.append((int(rng.integers(0, 10_000)), GARBAGE_BYTES[int(rng.integers(len(GARBAGE_BYTES)))]))
         else:
-            garbage.append((int(rng.integers(0, 10_000)), rng.integers(0, 256, size=int(rng.integers(1, 24))).astype(np.uint8).tobytes()))
+            chunk = rng.integers(0, 256, size=int(rng.integers(1, 24))).astype(np.uint8).tobytes()
+            garbage.append((int(rng.integers(0, 10_000)), chunk))
     data = _join(lines).encode("utf-8")
     for offset, chunk in garbage:
         at = offset % (len(data) + 1)
@@ -148,7 +149,8 @@ def random_json(rng: np.random.Generator, depth: int = 0):
     if kind in (5, 6):
         n = int(rng.integers(0, 6)) if rng.random() < 0.9 else int(rng.integers(50, 2000))
         return [random_json(rng, depth + 1) for _ in range(min(n, 6))] * (1 if n <= 6 else n // 6)
-    return {str(rng.choice(["a", "layers", "r", "x", "0"])): random_json(rng, depth + 1) for _ in range(int(rng.integers(0, 3)))}
+    keys = ["a", "layers", "r", "x", "0"]
+    return {str(rng.choice(keys)): random_json(rng, depth + 1) for _ in range(int(rng.integers(0, 3)))}
 
 
 def mutate_json(text: str, rng: np.random.Generator, extra_keys: tuple[str, ...] = ()) -> tuple[str, str]:
@@ -177,7 +179,10 @@ def mutate_json(text: str, rng: np.random.Generator, extra_keys: tuple[str, ...]
         elif kind <= 6 and isinstance(data.get(key), (int, float, list)) and not isinstance(data.get(key), bool):
             factor = [0, -1, 2, 1000, 10**6][int(rng.integers(0, 5))]
             old = data[key]
-            data[key] = [v * factor if isinstance(v, (int, float)) else v for v in old] if isinstance(old, list) else old * factor
+            if isinstance(old, list):
+                data[key] = [v * factor if isinstance(v, (int, float)) else v for v in old]
+            else:
+                data[key] = old * factor
             done.append(f"{key} x {factor}")
         elif kind == 7:
             data.pop(key, None)

@@ -96,7 +96,9 @@ def tiny_peft_model(
     return randomise_adapters(model, seed=seed + 5)
 
 
-def build_tiny_repo(root: str | Path, tasks=("cinc2017", "cpsc2018"), family: str = "xresnet1d", seed: int = 0) -> Path:
+def build_tiny_repo(
+    root: str | Path, tasks=("cinc2017", "cpsc2018"), family: str = "xresnet1d", seed: int = 0
+) -> Path:
     """A model repository laid out as the bundled ones and ``examples/finetune.py``'s run folders:
 
     * the bare encoder (``config.json`` + ``model.safetensors``) and the model's ``preprocessor_config.json``
