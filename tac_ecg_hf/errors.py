@@ -28,6 +28,8 @@ for anything else, which is a bug.
 
 from __future__ import annotations
 
+from .tasks import UnknownTaskError  # a KeyError and a ValueError; tasks.py is loaded on its own by the metrics
+
 __all__ = ["InvalidArgumentError", "UnknownTaskError", "bad_input_error_types"]
 
 
@@ -35,8 +37,6 @@ class InvalidArgumentError(ValueError):
     """An argument of a public function or of a ``tac-ecg`` command is outside what it accepts."""
 
 
-class UnknownTaskError(InvalidArgumentError, KeyError):
-    """A task name that is not one of ``tac_ecg_hf.tasks.TASKS`` (a ``KeyError`` too, as a failed lookup)."""
 
 
 def bad_input_error_types() -> tuple[type[BaseException], ...]:
@@ -49,6 +49,6 @@ def bad_input_error_types() -> tuple[type[BaseException], ...]:
     from .safety import AdapterConfigError, CheckpointFileError, CheckpointMismatchError, UnsafeCheckpointError
 
     return (
-        InvalidArgumentError, ECGInputError, ECGConfigError, ConfigFieldError, UnsafeCheckpointError,
+        InvalidArgumentError, UnknownTaskError, ECGInputError, ECGConfigError, ConfigFieldError, UnsafeCheckpointError,
         CheckpointFileError, CheckpointMismatchError, AdapterConfigError, AdapterMismatchError, HubAccessError,
     )

@@ -231,7 +231,9 @@ class ECGTaskClassifier:
         from transformers.utils import logging as hf_logging
 
         from .adapters.lrc import LRCConfig
-        from .safety import check_adapter_files, check_model_files, load_encoder, load_task_adapter, read_json_object
+        from .safety import (
+            AdapterConfigError, check_adapter_files, check_model_files, load_encoder, load_task_adapter, read_json_object,
+        )
 
         path = resolve_model(model, revision=revision)
         found = available_tasks(path)
@@ -251,7 +253,7 @@ class ECGTaskClassifier:
         # Adapters other than LRC's (a PEFT LoRA baseline, modules_to_save=["head"]) train the classifier's own head:
         # build it with their task's label count. LRC adapters bring their own heads.
         raw = {
-            task: read_json_object(path / task / "adapter_config.json", what="adapter settings")
+            task: read_json_object(path / task / "adapter_config.json", AdapterConfigError, "adapter settings")
             for task in found and tasks
         }
         plain = [task for task in raw if raw[task].get("peft_type") != "LRC_ADAPTER"]

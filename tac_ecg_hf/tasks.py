@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import UnknownTaskError
-
 STANDARD_LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
 #: Sampling rate (Hz) and window (samples) every bundled encoder is trained with (PTB-XL 100 Hz, 10 s).
@@ -106,6 +104,11 @@ TASKS: dict[str, TaskSpec] = {
         },
     ),
 }
+
+
+class UnknownTaskError(KeyError, ValueError):
+    """A task name that is not one of :data:`TASKS` (a failed lookup, and a bad argument). Defined here, not in
+    ``tac_ecg_hf.errors``: the metrics module loads this file on its own, without the package."""
 
 
 def get_task(name: str) -> TaskSpec:
