@@ -223,7 +223,9 @@ class ECGTaskClassifier:
         revision: str | None = None,
         allow_pickle: bool = False,
     ) -> "ECGTaskClassifier":
-        """Load the encoder and the adapters of ``tasks`` (default: all) from a model id or folder.
+        """Load the encoder and the adapters of ``tasks`` (default: all) from a model id or folder; a folder without
+        adapters that holds a fully fine-tuned classifier (``examples/finetune.py --method full / linear / scratch``)
+        answers the one task its labels are.
 
         Weights are read from safetensors files only: a pickle-only encoder (``pytorch_model.bin``) or adapter
         (``adapter_model.bin``) raises :class:`~tac_ecg_hf.safety.UnsafeCheckpointError` unless ``allow_pickle=True``.
@@ -232,7 +234,12 @@ class ECGTaskClassifier:
 
         from .adapters.lrc import LRCConfig
         from .safety import (
-            AdapterConfigError, check_adapter_files, check_model_files, load_encoder, load_task_adapter, read_json_object,
+            AdapterConfigError,
+            check_adapter_files,
+            check_model_files,
+            load_encoder,
+            load_task_adapter,
+            read_json_object,
         )
 
         path = resolve_model(model, revision=revision)
@@ -246,15 +253,16 @@ class ECGTaskClassifier:
                 f"it has {found or own or 'none'}. "
                 "Choose one of those, or train one with examples/finetune.py --method lrc."
             )
+        adapter_tasks = tasks if found else []
         check_model_files(path, allow_pickle=allow_pickle)
-        for task in found and tasks:  # refuse before loading anything
+        for task in adapter_tasks:  # refuse before loading anything
             check_adapter_files(path / task, allow_pickle=allow_pickle)
         extractors = {task: load_feature_extractor(path, task) for task in tasks}
         # Adapters other than LRC's (a PEFT LoRA baseline, modules_to_save=["head"]) train the classifier's own head:
         # build it with their task's label count. LRC adapters bring their own heads.
         raw = {
             task: read_json_object(path / task / "adapter_config.json", AdapterConfigError, "adapter settings")
-            for task in found and tasks
+            for task in adapter_tasks
         }
         plain = [task for task in raw if raw[task].get("peft_type") != "LRC_ADAPTER"]
         counts = {get_task(task).num_labels for task in plain}
@@ -271,9 +279,10 @@ class ECGTaskClassifier:
         finally:
             hf_logging.set_verbosity(verbosity)
         heads = {}
-        if not found:
-            config = read_json_object(path / "config.json", what="model settings")
-            params = (config.get("task_specific_params") or {}).get(tasks[0]) or {}
+        if not adapter_tasks:
+            params = read_json_object(path / "config.json", what="model settings").get("task_specific_params")
+            params = params.get(tasks[0]) if isinstance(params, dict) else None
+            params = params if isinstance(params, dict) else {}
             labels = list(get_task(tasks[0]).labels)
             problem = peft_model.config.problem_type or get_task(tasks[0]).problem_type
             heads[tasks[0]] = TaskHead(labels, problem, _stored_thresholds(params.get("thresholds"), labels, path))

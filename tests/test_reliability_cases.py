@@ -18,10 +18,16 @@ from support.capped import ADDRESS_SPACE_CAP, TIME_LIMIT
 PREFIX = "tac-ecg predict: error: "
 
 
+MEASURED: list = []  # (seconds, peak MB) of every case, summarised at the end of the module (pytest -s)
+
+
 @pytest.fixture(scope="module")
 def runner(capped_runner, bundled_xresnet, cpsc2018_dir):
     capped_runner.warm_up(bundled_xresnet, cpsc2018_dir / "A0001.hea", "cpsc2018")
-    return capped_runner
+    yield capped_runner
+    if MEASURED:
+        print(f"\n{len(MEASURED)} capped cases: slowest {max(s for s, _ in MEASURED):.2f} s, "
+              f"largest peak RSS {max(m for _, m in MEASURED):.0f} MB")
 
 
 @pytest.fixture
@@ -63,6 +69,7 @@ def as_npy(record: Path, out: Path, samples: int | None = None, leads=None) -> t
 
 def predict(runner, *argv):
     result = runner.cli(["predict", *argv])
+    MEASURED.append((result.seconds, result.max_rss_mb))
     assert not result.timed_out and result.signal is None, result.describe()
     assert result.seconds < TIME_LIMIT, result.describe()
     return result
