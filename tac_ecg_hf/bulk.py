@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InvalidArgumentError
+
 __all__ = ["expand_inputs", "bulk_predict", "ResultWriter", "BulkSummary"]
 
 RECORD_SUFFIXES = (".hea", ".mat", ".npy", ".csv")
@@ -72,8 +74,15 @@ class _RecordDataset:
         from .inference import reference_labels
 
         path = self.paths[i]
-        item = {"index": i, "path": str(path), "record_id": path.stem, "windows": {}, "notes": {}, "errors": {},
-                "reference": []}
+        item = {
+            "index": i,
+            "path": str(path),
+            "record_id": path.stem,
+            "windows": {},
+            "notes": {},
+            "errors": {},
+            "reference": [],
+        }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -116,9 +125,9 @@ class ResultWriter:
         self.out = Path(out)
         self.format = FORMATS.get(self.out.suffix.lower())
         if self.format is None:
-            raise ValueError(f"--out {out}: use a .csv, .jsonl or .parquet file name.")
+            raise InvalidArgumentError(f"--out {out}: use a .csv, .jsonl or .parquet file name.")
         if self.out.is_dir():
-            raise ValueError(f"--out {out} is a directory; give a file name such as results.csv.")
+            raise InvalidArgumentError(f"--out {out} is a directory; give a file name such as results.csv.")
         self.columns = (
             ["path", "record_id", "task", "decision"]
             + [f"prob/{label}" for label in labels]
@@ -137,7 +146,7 @@ class ResultWriter:
             with open(self.out, newline="") as fh:
                 reader = csv.DictReader(fh)
                 if reader.fieldnames and reader.fieldnames != self.columns:
-                    raise ValueError(
+                    raise InvalidArgumentError(
                         f"--out {self.out} was written with other columns (other tasks?); use another file to start "
                         "afresh."
                     )
@@ -274,8 +283,12 @@ def bulk_predict(
     extractors = {task: classifier.feature_extractor(task) for task in tasks}
     dataset = _RecordDataset(pending, extractors, read_kwargs or {}, batch_size)
     loader = DataLoader(
-        dataset, batch_size=None, num_workers=num_workers, collate_fn=_identity,
-        prefetch_factor=4 if num_workers else None, persistent_workers=False,
+        dataset,
+        batch_size=None,
+        num_workers=num_workers,
+        collate_fn=_identity,
+        prefetch_factor=4 if num_workers else None,
+        persistent_workers=False,
     )
     packers = {task: WindowPacker(batch_size) for task in tasks}
     in_flight: dict[int, dict] = {}
@@ -290,8 +303,13 @@ def bulk_predict(
                 continue
             config = classifier.adapter_config(task)
             error = item["errors"].get(task)
-            row = {"path": item["path"], "record_id": item["record_id"], "task": task, "error": error,
-                   "reference": ";".join(item["reference"])}
+            row = {
+                "path": item["path"],
+                "record_id": item["record_id"],
+                "task": task,
+                "error": error,
+                "reference": ";".join(item["reference"]),
+            }
             if error is None:
                 probs = item["sums"][task] / item["counts"][task]
                 multi = config.problem_type == "multi_label_classification"
@@ -340,8 +358,13 @@ def bulk_predict(
     writer.close()
     if state is not None:
         _merge_ranks(state, Path(out))
-    return BulkSummary(records=len(pending), skipped=len(paths) - len(pending), failed=failed, rows=rows,
-                       seconds=time.perf_counter() - start)
+    return BulkSummary(
+        records=len(pending),
+        skipped=len(paths) - len(pending),
+        failed=failed,
+        rows=rows,
+        seconds=time.perf_counter() - start,
+    )
 
 
 def _distributed_state():

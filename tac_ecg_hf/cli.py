@@ -24,6 +24,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from .errors import InvalidArgumentError, bad_input_error_types
+
 EXIT_BAD_INPUT = 2
 DEFAULT_MODEL = "tac-ecg/xresnet1d101-cetp"  # also inference.DEFAULT_MODEL; not imported here to keep --help fast
 
@@ -58,9 +60,9 @@ def _check_output_path(out: str | None, records: list[str], flag: str) -> None:
     target = Path(out).resolve()
     for record in records:
         if target in _record_files(Path(record)):
-            raise ValueError(f"{flag} {out} would overwrite the input record's files; choose another path.")
+            raise InvalidArgumentError(f"{flag} {out} would overwrite the input record's files; choose another path.")
     if target.is_dir():
-        raise ValueError(f"{flag} {out} is a directory; give a file name.")
+        raise InvalidArgumentError(f"{flag} {out} is a directory; give a file name.")
 
 
 def _write_atomically(writer, path: str) -> None:
@@ -84,7 +86,7 @@ def _tasks(args) -> list[str]:
 
     tasks = [t.strip() for t in (args.tasks or args.task or "").split(",") if t.strip()]
     if not tasks:
-        raise ValueError("give --task TASK (or --tasks a,b): one of " + ", ".join(sorted(TASKS)) + ".")
+        raise InvalidArgumentError("give --task TASK (or --tasks a,b): one of " + ", ".join(sorted(TASKS)) + ".")
     return list(dict.fromkeys(tasks))
 
 
@@ -117,9 +119,13 @@ def _cmd_predict(args) -> int:
     _check_output_path(args.plot, args.records, "--plot")
     if bulk:
         if args.plot:
-            raise ValueError("--plot draws one record; leave it out when predicting many records or with --out.")
+            raise InvalidArgumentError(
+                "--plot draws one record; leave it out when predicting many records or with --out."
+            )
         if not args.out:
-            raise ValueError("several records: give --out results.csv (or .jsonl, .parquet) for the results.")
+            raise InvalidArgumentError(
+                "several records: give --out results.csv (or .jsonl, .parquet) for the results."
+            )
         return _predict_bulk(args, tasks)
     from .data import read_record
 
@@ -190,7 +196,9 @@ def _cmd_zero_shot(args) -> int:
     torch.set_num_threads(max(1, args.threads))
     labels = [label.strip() for label in args.labels.split(",") if label.strip()]
     if len(labels) < 2:
-        raise ValueError('--labels needs at least two comma-separated phrases, e.g. "normal ECG,atrial fibrillation".')
+        raise InvalidArgumentError(
+            '--labels needs at least two comma-separated phrases, e.g. "normal ECG,atrial fibrillation".'
+        )
     record = read_record(args.record, **_read_kwargs(args))
     folder = resolve_model(MODEL_ALIASES.get(args.model, args.model), revision=args.revision)
     classify = pipeline("zero-shot-ecg-classification", model=str(folder))
@@ -416,13 +424,20 @@ def _one_line(err: BaseException) -> str:
 
 def bad_input_message(err: BaseException) -> str | None:
     """The one-line message of an error that is the user's input (a record, an argument, a checkpoint, the Hub), or
-    ``None`` for a bug."""
+    ``None`` for a bug.
+
+    Bad input is what the package refuses with its own exception types
+    (:func:`tac_ecg_hf.errors.bad_input_error_types`), a Hub failure, or an operating-system error (a missing file, a
+    permission, a full disk). Any other exception -- a ``ValueError`` from numpy or torch included -- is a bug, and the
+    CLI says "internal error" (exit status 1)."""
     from .hub.errors import describe_hub_error
 
+    if isinstance(err, bad_input_error_types()):  # a HubAccessError's message already names the repo and revision
+        return _one_line(err)
     hub = describe_hub_error(err)
     if hub is not None:
         return hub
-    if isinstance(err, (ValueError, KeyError, OSError)):  # the package's input/checkpoint errors derive from these
+    if isinstance(err, OSError):
         return _one_line(err)
     return None
 

@@ -12,6 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .errors import InvalidArgumentError
 from .tasks import get_task
 
 __all__ = [
@@ -43,7 +44,7 @@ def load_records(data_root: str | os.PathLike, refs: Iterable[dict], task: str):
         record = db.load(ref["record_id"])
         found = db.task_labels(record, task)
         if found is None:
-            raise ValueError(f"{ref['database']}/{ref['record_id']} has no {task} label.")
+            raise InvalidArgumentError(f"{ref['database']}/{ref['record_id']} has no {task} label.")
         records.append(record)
         labels.append(tuple(found))
     return records, labels
@@ -86,7 +87,7 @@ def metrics_with_ci(
     seed: int = 0,
 ) -> dict:
     """The task's metrics at the given thresholds (exhaustive tasks fall back to the most probable class), with
-    percentile bootstrap 95% CIs of macro-AUC and macro-F1."""
+    percentile bootstrap 95% CIs of macro-AUC and macro-F1 (none with ``n_bootstrap=0``)."""
     from .metrics import bootstrap_ci, classification_metrics
 
     spec = get_task(task)
@@ -94,7 +95,7 @@ def metrics_with_ci(
     if spec.multi_label:
         kwargs["threshold"] = list(thresholds) if thresholds else 0.5
     metrics = classification_metrics(probs, references, **kwargs)
-    for key in ("macro_auc", "macro_f1") if n_bootstrap > 0 else ():
+    for key in ("macro_auc", "macro_f1") if n_bootstrap else ():
 
         def metric(p, r, key=key):
             with warnings.catch_warnings():
@@ -232,7 +233,9 @@ def evaluate_split(
             if db.task_labels(rid, task) is not None
         ]
     if not refs:
-        raise ValueError(f"No {split or 'labelled'} records with {task} labels under {data_root} (sources {names}).")
+        raise InvalidArgumentError(
+            f"No {split or 'labelled'} records with {task} labels under {data_root} (sources {names})."
+        )
     metrics = evaluate_model(model, task, data_root, refs, n_bootstrap=n_bootstrap)
     per_source = {name: sum(r["database"] == name for r in refs) for name in names}
     return {"task": task, "split": split or "all", "sources": per_source, **metrics}

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import InvalidArgumentError
 from .tasks import TASKS, get_task
 
 DEFAULT_MODEL = "tac-ecg/xresnet1d101-cetp"
@@ -60,10 +61,12 @@ def load_feature_extractor(model_path: str | os.PathLike, task: str | None = Non
     """The feature extractor of a model folder, or of one of its tasks (its own ``preprocessor_config.json`` when it
     has one, else the model's)."""
     from .data.feature_extraction_ecg import ECGFeatureExtractor
+    from .safety import read_json_object
 
     root = Path(model_path)
     for folder in ([root / task] if task else []) + [root]:
         if (folder / "preprocessor_config.json").is_file():
+            read_json_object(folder / "preprocessor_config.json", what="feature extractor settings")
             return ECGFeatureExtractor.from_pretrained(folder)
     raise FileNotFoundError(
         f"{root} has no preprocessor_config.json: the feature extractor (sampling rate, leads, band-pass, window) "
@@ -82,8 +85,15 @@ def reference_labels(record) -> list[str]:
 def check_threshold(threshold: Any) -> float:
     """A decision threshold must be a number in [0, 1] (NaN, negative or above-one values are refused)."""
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)) or not 0 <= threshold <= 1:
-        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}.")
+        raise InvalidArgumentError(f"threshold must be a number in [0, 1], got {threshold!r}.")
     return float(threshold)
+
+
+def check_batch_size(batch_size: Any) -> int:
+    """A batch size must be a positive integer (windows per forward pass)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    return int(batch_size)
 
 
 @dataclass
@@ -151,14 +161,66 @@ def decide(
     return decision, []
 
 
-class ECGTaskClassifier:
-    """A frozen encoder with one LRC-Adapter per task; ``predict(record, task)`` switches adapters by name."""
+@dataclass
+class TaskHead:
+    """What a prediction needs to know about a task's head when its adapter is not an LRC-Adapter (whose
+    ``LRCConfig`` carries the same fields): a PEFT LoRA baseline, or a fully fine-tuned classifier."""
 
-    def __init__(self, model, model_path: str | os.PathLike, tasks: list[str], feature_extractors: dict | None = None):
+    labels: list[str]
+    problem_type: str
+    thresholds: list[float] | None = None
+
+
+def _stored_thresholds(value: Any, labels: Sequence[str], where: Path) -> list[float] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) != len(labels)
+        or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1 for t in value)
+    ):
+        from .safety import CheckpointFileError
+
+        raise CheckpointFileError(
+            f"{where}: thresholds must be one probability in [0, 1] per label, got {repr(value)[:80]}."
+        )
+    return [float(t) for t in value]
+
+
+def classifier_tasks(model_path: str | os.PathLike) -> list[str]:
+    """The tasks a fully fine-tuned classifier at the root of a model folder answers (``examples/finetune.py --method
+    full / linear / scratch``): those whose labels are the classifier's ``id2label``."""
+    from .safety import read_json_object
+
+    path = Path(model_path) / "config.json"
+    if not path.is_file():
+        return []
+    config = read_json_object(path, what="model settings")
+    architectures = config.get("architectures") or []
+    id2label = config.get("id2label")
+    if not any(str(a).endswith("ForSequenceClassification") for a in architectures) or not isinstance(id2label, dict):
+        return []
+    labels = [id2label.get(str(i)) for i in range(len(id2label))]
+    return [name for name, spec in TASKS.items() if list(spec.labels) == labels]
+
+
+class ECGTaskClassifier:
+    """A frozen encoder with one adapter per task (LRC-Adapters; PEFT LoRA baselines), or a fully fine-tuned classifier
+    for its one task; ``predict(record, task)`` switches adapters by name."""
+
+    def __init__(
+        self,
+        model,
+        model_path: str | os.PathLike,
+        tasks: list[str],
+        feature_extractors: dict | None = None,
+        heads: dict | None = None,
+    ):
         self.model = model.eval()
         self.model_path = Path(model_path)
         self.tasks = list(tasks)
         self._feature_extractors = dict(feature_extractors or {})
+        self._heads = dict(heads) if heads is not None else {task: model.peft_config[task] for task in self.tasks}
         self.dtype = torch.float32
         self._forward = self.model
 
@@ -170,65 +232,98 @@ class ECGTaskClassifier:
         revision: str | None = None,
         allow_pickle: bool = False,
     ) -> ECGTaskClassifier:
-        """Load the encoder and the adapters of ``tasks`` (default: all) from a model id or folder.
+        """Load the encoder and the adapters of ``tasks`` (default: all) from a model id or folder; a folder without
+        adapters that holds a fully fine-tuned classifier (``examples/finetune.py --method full / linear / scratch``)
+        answers the one task its labels are.
 
         Weights are read from safetensors files only: a pickle-only encoder (``pytorch_model.bin``) or adapter
         (``adapter_model.bin``) raises :class:`~tac_ecg_hf.safety.UnsafeCheckpointError` unless ``allow_pickle=True``.
         """
         from transformers.utils import logging as hf_logging
 
-        from .safety import check_adapter_files, check_model_files, load_encoder, load_task_adapter
+        from .adapters.lrc import LRCConfig
+        from .safety import (
+            AdapterConfigError,
+            check_adapter_files,
+            check_model_files,
+            load_encoder,
+            load_task_adapter,
+            read_json_object,
+        )
 
         path = resolve_model(model, revision=revision)
         found = available_tasks(path)
-        if not found and _classifier_task(path):  # a fully fine-tuned classifier (full, linear probe, scratch)
-            task = _classifier_task(path)
-            if tasks not in (None, task, [task]):
-                raise ValueError(f"{model} is a classifier for task {task!r}, not {tasks!r}.")
-            check_model_files(path, allow_pickle=allow_pickle)
-            classifier = load_encoder(path, allow_pickle=allow_pickle)
-            return cls(classifier, path, [task], {task: load_feature_extractor(path)})
-        tasks = [tasks] if isinstance(tasks, str) else list(tasks or found)
-        missing = [t for t in tasks if t not in found]
+        own = [] if found else classifier_tasks(path)  # a fully fine-tuned classifier, no adapters
+        tasks = [tasks] if isinstance(tasks, str) else list(tasks or found or own)
+        missing = [t for t in tasks if t not in found and t not in own]
         if missing or not tasks:
-            raise ValueError(
-                f"Model {str(model)!r} has no adapter for task(s) {missing or tasks}; it has {found or 'none'}. "
+            raise InvalidArgumentError(
+                f"Model {str(model)!r} has no adapter for task(s) {missing or tasks}; "
+                f"it has {found or own or 'none'}. "
                 "Choose one of those, or train one with examples/finetune.py --method lrc."
             )
+        adapter_tasks = tasks if found else []
         check_model_files(path, allow_pickle=allow_pickle)
-        for task in tasks:  # refuse before loading anything
+        for task in adapter_tasks:  # refuse before loading anything
             check_adapter_files(path / task, allow_pickle=allow_pickle)
         extractors = {task: load_feature_extractor(path, task) for task in tasks}
+        # Adapters other than LRC's (a PEFT LoRA baseline, modules_to_save=["head"]) train the classifier's own head:
+        # build it with their task's label count. LRC adapters bring their own heads.
+        raw = {
+            task: read_json_object(path / task / "adapter_config.json", AdapterConfigError, "adapter settings")
+            for task in adapter_tasks
+        }
+        plain = [task for task in raw if raw[task].get("peft_type") != "LRC_ADAPTER"]
+        counts = {get_task(task).num_labels for task in plain}
+        if len(counts) > 1:
+            raise InvalidArgumentError(
+                f"the adapters of {plain} train the model's own head for different label counts; load them one at "
+                "a time."
+            )
+        head_kwargs = {"num_labels": counts.pop()} if counts else {}
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the encoder checkpoint has no head: the task heads come with the adapters
         try:
-            peft_model = load_encoder(path, allow_pickle=allow_pickle)
+            peft_model = load_encoder(path, allow_pickle=allow_pickle, **head_kwargs)
         finally:
             hf_logging.set_verbosity(verbosity)
+        heads = {}
+        if not adapter_tasks:
+            params = read_json_object(path / "config.json", what="model settings").get("task_specific_params")
+            params = params.get(tasks[0]) if isinstance(params, dict) else None
+            params = params if isinstance(params, dict) else {}
+            labels = list(get_task(tasks[0]).labels)
+            problem = peft_model.config.problem_type or get_task(tasks[0]).problem_type
+            heads[tasks[0]] = TaskHead(labels, problem, _stored_thresholds(params.get("thresholds"), labels, path))
+            return cls(peft_model, path, tasks[:1], extractors, heads)
         for task in tasks:
             peft_model = load_task_adapter(peft_model, path / task, task, allow_pickle=allow_pickle)
-        return cls(peft_model, path, tasks, extractors)
+            config = peft_model.peft_config[task]
+            if isinstance(config, LRCConfig):
+                heads[task] = config
+            else:
+                spec = get_task(task)
+                thresholds = _stored_thresholds(raw[task].get("thresholds"), spec.labels, path / task)
+                heads[task] = TaskHead(list(spec.labels), spec.problem_type, thresholds)
+        return cls(peft_model, path, tasks, extractors, heads)
 
     # -- settings ----------------------------------------------------------------------------------------------------
     def adapter_config(self, task: str):
-        """The task's labels, ``problem_type`` and ``thresholds``: its adapter config, or for a fine-tuned classifier
-        without adapters its model config (``id2label``, ``problem_type``, ``decision_thresholds``)."""
-        peft_config = getattr(self.model, "peft_config", None)
-        if peft_config is not None and task in peft_config and getattr(peft_config[task], "labels", None):
-            return peft_config[task]  # an LRC-Adapter carries its task's labels, loss and thresholds
+        """The task's head settings: ``labels``, ``problem_type``, ``thresholds`` (the ``LRCConfig`` of an LRC-Adapter,
+        else a :class:`TaskHead`)."""
         self._check_task(task)
-        config = self.model.config  # other PEFT methods (LoRA) and fine-tuned classifiers: the model's own
-        labels = [config.id2label[i] for i in range(config.num_labels)]
-        return _TaskConfig(labels, config.problem_type or get_task(task).problem_type, config.decision_thresholds)
+        return self._heads[task]
 
     def set_thresholds(self, task: str, thresholds: Sequence[float] | None) -> None:
-        """Use ``thresholds`` (one per class, in [0, 1]) for ``task``'s decisions from now on (not saved)."""
+        """Use ``thresholds`` (one per class, in [0, 1]) for ``task``'s decisions from now on (not saved: training
+        stores calibrated ones with the model, see ``training.set_thresholds``)."""
+        head = self.adapter_config(task)
         values = None if thresholds is None else [check_threshold(t) for t in thresholds]
-        config = self.adapter_config(task)
-        if isinstance(config, _TaskConfig):
-            self.model.config.decision_thresholds = values
-        else:
-            config.thresholds = values
+        if values is not None and len(values) != len(head.labels):
+            raise InvalidArgumentError(
+                f"{task} has {len(head.labels)} labels but {len(values)} thresholds were given."
+            )
+        head.thresholds = values
 
     def feature_extractor(self, task: str):
         """The feature extractor ``task`` reads its input with."""
@@ -244,22 +339,22 @@ class ECGTaskClassifier:
     def set_precision(self, dtype: str | torch.dtype = "fp32", compile: bool = False) -> ECGTaskClassifier:
         """Run the model in ``"fp32"`` or ``"bf16"`` (CPU autocast: the AVX-512 BF16/AMX units), optionally through
         ``torch.compile`` (30-50 s of compilation per shape, so it pays for bulk runs only)."""
-        self.dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+        self.dtype = DTYPES.get(dtype) if isinstance(dtype, str) else dtype
         if self.dtype not in (torch.float32, torch.bfloat16):
-            raise ValueError(f"dtype must be fp32 or bf16, got {dtype!r}.")
+            raise InvalidArgumentError(f"dtype must be fp32 or bf16, got {dtype!r}.")
         self._forward = torch.compile(self.model, dynamic=False) if compile else self.model
         return self
 
     def _check_task(self, task: str) -> None:
         if task not in self.tasks:
-            raise ValueError(f"No adapter for task {task!r}; this model has {self.tasks}.")
+            raise InvalidArgumentError(f"No adapter for task {task!r}; this model has {self.tasks}.")
 
     # -- prediction --------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def logits(self, input_values: np.ndarray | torch.Tensor, task: str) -> torch.Tensor:
         """Float32 logits of a batch of windows ``(n, leads, samples)`` for ``task``."""
         self._check_task(task)
-        if hasattr(self.model, "set_adapter") and task in getattr(self.model, "peft_config", {}):
+        if task in getattr(self.model, "peft_config", {}):  # a fully fine-tuned classifier has no adapters to switch
             self.model.set_adapter(task)
         x = torch.as_tensor(input_values, dtype=torch.float32)
         autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self.dtype == torch.bfloat16 else nullcontext()
@@ -287,6 +382,7 @@ class ECGTaskClassifier:
         self._check_task(task)
         if threshold is not None:
             check_threshold(threshold)
+        check_batch_size(batch_size)
         record = as_record(record, sampling_rate=sampling_rate, lead_names=lead_names)
         fe = self.feature_extractor(task)
         prepared = fe.prepare(record)
@@ -313,6 +409,7 @@ class ECGTaskClassifier:
         self._check_task(task)
         if threshold is not None:
             check_threshold(threshold)
+        check_batch_size(batch_size)
         fe = self.feature_extractor(task)
         records = [as_record(r) for r in records]
         prepared = [fe.prepare(r) for r in records]
@@ -359,37 +456,12 @@ class ECGTaskClassifier:
         )
 
 
-@dataclass
-class _TaskConfig:
-    """What ``ECGTaskClassifier`` needs of a task: its labels, problem type and calibrated thresholds."""
-
-    labels: list[str]
-    problem_type: str
-    thresholds: list[float] | None = None
-
-
-def _classifier_task(path: Path) -> str | None:
-    """The task of a fully fine-tuned classifier folder (``config.finetuning_task``), or None."""
-    import json
-
-    try:
-        config = json.loads((Path(path) / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    architectures = config.get("architectures") or []
-    if any(str(a).endswith("ForSequenceClassification") for a in architectures):
-        return config.get("finetuning_task") or None
-    return None
-
-
 class WindowPacker:
     """Packs windows of several records into batches of exactly ``batch_size`` (the last one smaller), remembering
     which record each window came from."""
 
     def __init__(self, batch_size: int):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-        self.batch_size = batch_size
+        self.batch_size = check_batch_size(batch_size)
         self._windows: list[np.ndarray] = []
         self._owners: list[np.ndarray] = []
         self._n = 0
@@ -414,11 +486,11 @@ class WindowPacker:
 
 def as_record(record: Any, sampling_rate: float | None = None, lead_names: Sequence[str] | None = None):
     """An ``ECGRecord`` from a record, a file path, or a ``(leads, samples)`` array / tensor / nested list."""
-    from .data import ECGRecord, read_record
+    from .data import ECGInputError, ECGRecord, read_record
 
     if isinstance(record, ECGRecord):
         if sampling_rate is not None or lead_names is not None:
-            raise ValueError("sampling_rate/lead_names come with an ECGRecord; do not pass them.")
+            raise InvalidArgumentError("sampling_rate/lead_names come with an ECGRecord; do not pass them.")
         return record
     if isinstance(record, (str, os.PathLike)):
         return read_record(record, lead_names=lead_names, sampling_rate=sampling_rate)
@@ -428,16 +500,16 @@ def as_record(record: Any, sampling_rate: float | None = None, lead_names: Seque
         try:
             record = np.asarray(record, dtype=np.float32)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"A list record must be a numeric (leads, samples) nested list: {err}") from None
+            raise ECGInputError(f"A list record must be a numeric (leads, samples) nested list: {err}") from None
     if isinstance(record, np.ndarray):
         if sampling_rate is None or lead_names is None:
-            raise ValueError("An array record needs sampling_rate=... and lead_names=[...] (one name per row).")
+            raise ECGInputError("An array record needs sampling_rate=... and lead_names=[...] (one name per row).")
         if (
             isinstance(sampling_rate, bool)
             or not isinstance(sampling_rate, (int, float))
             or not math.isfinite(sampling_rate)
         ):
-            raise ValueError(f"sampling_rate must be a number of Hz, got {sampling_rate!r}.")
+            raise ECGInputError(f"sampling_rate must be a number of Hz, got {sampling_rate!r}.")
         return ECGRecord(
             signal=record, sampling_rate=float(sampling_rate), lead_names=tuple(lead_names), record_id="<array>"
         )

@@ -26,6 +26,7 @@ import torch
 from transformers import AutoModel
 from transformers.pipelines.base import ChunkPipeline
 
+from .errors import InvalidArgumentError
 from .inference import CETP_SUBFOLDER, check_threshold, decide, load_feature_extractor
 
 __all__ = ["ECGClassificationPipeline", "ZeroShotECGClassificationPipeline", "register_pipelines"]
@@ -47,7 +48,7 @@ def _as_record(inputs: Any, sampling_rate, lead_names):
     if isinstance(inputs, dict):
         unknown = set(inputs) - {"signal", "array", "sampling_rate", "lead_names"}
         if unknown:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"An input dict holds 'signal', 'sampling_rate' and 'lead_names'; got extra keys {sorted(unknown)}."
             )
         signal = inputs.get("signal", inputs.get("array"))
@@ -114,12 +115,21 @@ class ECGClassificationPipeline(_ECGChunkPipeline):
         self._default_adapter = default
         super().__init__(model=model, feature_extractor=feature_extractor or extractors.get(default), **kwargs)
 
-    def _sanitize_parameters(self, top_k=None, threshold=None, thresholds=None, adapter=None, sampling_rate=None,
-                             lead_names=None, window_stride=None, **kwargs):
+    def _sanitize_parameters(
+        self,
+        top_k=None,
+        threshold=None,
+        thresholds=None,
+        adapter=None,
+        sampling_rate=None,
+        lead_names=None,
+        window_stride=None,
+        **kwargs,
+    ):
         pre = {"sampling_rate": sampling_rate, "lead_names": lead_names, "window_stride": window_stride}
         if adapter is not None:
             if adapter not in self._task_extractors:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"adapter {adapter!r} is not loaded; this pipeline has {sorted(self._task_extractors)}."
                 )
             pre["adapter"] = adapter
@@ -128,7 +138,9 @@ class ECGClassificationPipeline(_ECGChunkPipeline):
             post["threshold"] = check_threshold(threshold)
         if thresholds is not None:
             if thresholds != "calibrated":
-                raise ValueError("thresholds must be 'calibrated' (the adapter's stored per-class thresholds).")
+                raise InvalidArgumentError(
+                    "thresholds must be 'calibrated' (the adapter's stored per-class thresholds)."
+                )
             post["thresholds"] = thresholds
         return pre, {}, post
 
@@ -199,12 +211,12 @@ def _classifier_with_adapters(model, adapter):
             model = AutoModelForSequenceClassification.from_pretrained(folder)  # a fully fine-tuned classifier
         if hasattr(model, "head"):
             return model.eval(), {None: load_feature_extractor(folder) if folder else None}, None
-        raise ValueError(
-            "ecg-classification needs a task adapter: pipeline('ecg-classification', model=..., adapter='<task>'), or "
-            "a fine-tuned classification model."
+        raise InvalidArgumentError(
+            "ecg-classification needs a task adapter: pipeline('ecg-classification', model=..., adapter='<task>'), "
+            "or a fine-tuned classification model."
         )
     if folder is None:
-        raise ValueError(
+        raise InvalidArgumentError(
             "The pipeline needs the model's folder or repo id to load the adapter from; pass model='<id or folder>'."
         )
     if not isinstance(model, ECGPreTrainedModel) or hasattr(model, "head"):
@@ -218,7 +230,7 @@ def _classifier_with_adapters(model, adapter):
         if not (folder / task / "adapter_config.json").is_file():
             from .inference import available_tasks
 
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{model.name_or_path} has no adapter {task!r}; it has {available_tasks(folder) or 'none'}."
             )
         peft_model = load_task_adapter(peft_model, folder / task, task)
@@ -251,7 +263,7 @@ class ZeroShotECGClassificationPipeline(_ECGChunkPipeline):
         if not isinstance(model, CETPModel):
             folder = _repo_folder(model)
             if folder is None or not (folder / CETP_SUBFOLDER / "config.json").is_file():
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"{getattr(model, 'name_or_path', model)!r} has no CETP dual encoder (a '{CETP_SUBFOLDER}/' "
                     "subfolder); zero-shot classification needs one (examples/pretrain_cetp.py writes it)."
                 )
@@ -284,7 +296,7 @@ class ZeroShotECGClassificationPipeline(_ECGChunkPipeline):
             if isinstance(candidate_labels, str):
                 candidate_labels = [c.strip() for c in candidate_labels.split(",") if c.strip()]
             if len(candidate_labels) < 2:
-                raise ValueError("zero-shot classification needs at least two candidate_labels.")
+                raise InvalidArgumentError("zero-shot classification needs at least two candidate_labels.")
             post["candidate_labels"] = list(candidate_labels)
         post["hypothesis_template"] = hypothesis_template or "{}"
         post["top_k"] = top_k
@@ -304,7 +316,7 @@ class ZeroShotECGClassificationPipeline(_ECGChunkPipeline):
     @torch.no_grad()  # transformers runs only _forward without gradients; logit_scale is a Parameter
     def postprocess(self, model_outputs, candidate_labels=None, hypothesis_template="{}", top_k=None):
         if not candidate_labels:
-            raise ValueError("pass candidate_labels=[...] (at least two clinical phrases).")
+            raise InvalidArgumentError("pass candidate_labels=[...] (at least two clinical phrases).")
         ecg = torch.nn.functional.normalize(torch.cat([o["ecg_embeds"] for o in model_outputs]).mean(0), dim=-1)
         text = self._text_embeddings([hypothesis_template.format(c) for c in candidate_labels])
         logits = self.model.logit_scale.exp().clamp(max=self.model.config.max_logit_scale) * text @ ecg
@@ -325,7 +337,10 @@ def register_pipelines() -> None:
     ):
         if task not in PIPELINE_REGISTRY.supported_tasks:
             PIPELINE_REGISTRY.register_pipeline(
-                task, pipeline_class=cls, pt_model=AutoModel, default={"pt": ("tac-ecg/xresnet1d101-cetp", "main")},
+                task,
+                pipeline_class=cls,
+                pt_model=AutoModel,
+                default={"pt": ("tac-ecg/xresnet1d101-cetp", "main")},
                 type="multimodal",
             )
 

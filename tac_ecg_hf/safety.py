@@ -24,6 +24,7 @@ import fnmatch
 import json
 import os
 import pickle
+import re
 import shutil
 import tempfile
 import uuid
@@ -138,6 +139,14 @@ def check_model_files(path: str | os.PathLike, allow_pickle: bool = False) -> bo
     return False
 
 
+def _unpickler_reason(err: BaseException) -> str:
+    """The reason torch's weights-only unpickler gives (``Unsupported global: GLOBAL os.system ...``), without the
+    paragraph of advice and the terminal colour codes around it."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    found = re.search(r"WeightsUnpickler error: (.*?)(?:\.\s|\.?$)", text, re.S)
+    return _one_line(found.group(1) if found else text)[:200]
+
+
 def _weights_only_load(path: Path) -> dict:
     """``torch.load(weights_only=True)``, the unpickler transformers and PEFT use, with a one-line refusal."""
     try:
@@ -145,8 +154,8 @@ def _weights_only_load(path: Path) -> dict:
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as err:
         raise UnsafeCheckpointError(
             f"{path} was refused by torch's weights-only unpickler even with allow_pickle=True "
-            f"({_one_line(err)[:200]}); it holds more than tensors or is corrupt. Convert it to safetensors where you "
-            "trust it, or do not load it."
+            f"({_unpickler_reason(err)}); it holds more than tensors or is corrupt. Convert it to safetensors where "
+            "you trust it, or do not load it."
         ) from err
 
 
@@ -203,6 +212,35 @@ def _describe_mismatch(expected: dict, found: dict, what: str) -> str:
 # encoders
 
 
+def _check_model_config(folder) -> None:
+    """The ``config.json`` of a local model folder must be a JSON object naming a registered ``model_type`` (otherwise
+    transformers falls back to the file's ``auto_map`` and asks for ``trust_remote_code``, or fails on the JSON)."""
+    from transformers import CONFIG_MAPPING
+
+    try:
+        path = Path(folder) / "config.json"
+        if not path.is_file():
+            return  # a Hub id, or a folder without a config: transformers says what is missing
+    except (TypeError, ValueError):
+        return
+    config = read_json_object(path, what="model settings")
+    for key, kind, nullable in (("auto_map", dict, False), ("architectures", list, True)):
+        if key in config and not isinstance(config[key], kind) and not (nullable and config[key] is None):
+            raise CheckpointFileError(
+                f"{path}: {key} must be a JSON {'object' if kind is dict else 'list'}, got "
+                f"{json.dumps(config[key])[:60]}; the file is corrupt: save the model again."
+            )
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
+        from .models.encoders import ENCODER_FAMILIES
+
+        known = ", ".join([*sorted(ENCODER_FAMILIES), "cetp"])
+        raise CheckpointFileError(
+            f"{path}: model_type {model_type!r} is not a registered model type (tac-ecg-hf encoders: {known}); the "
+            "file is corrupt or belongs to another library: save the model again."
+        )
+
+
 def load_encoder(path_or_id: str | os.PathLike, cls=None, allow_pickle: bool = False, **kwargs):
     """``cls.from_pretrained(path_or_id, **kwargs)`` (default ``AutoModelForSequenceClassification``) with
     safetensors only (unless ``allow_pickle=True``), float32 weights (unless ``dtype`` is given) and verified weights:
@@ -217,6 +255,7 @@ def load_encoder(path_or_id: str | os.PathLike, cls=None, allow_pickle: bool = F
     folder = path_or_id
     if kwargs.get("subfolder") and os.path.isdir(path_or_id):
         folder = os.path.join(path_or_id, kwargs["subfolder"])
+    _check_model_config(folder)
     use_safetensors = check_model_files(folder, allow_pickle=allow_pickle)
     kwargs.setdefault("dtype", torch.float32)
     kwargs["use_safetensors"] = True if use_safetensors is None and not allow_pickle else use_safetensors
@@ -230,7 +269,7 @@ def load_encoder(path_or_id: str | os.PathLike, cls=None, allow_pickle: bool = F
     except pickle.UnpicklingError as err:
         raise UnsafeCheckpointError(
             f"the pickle weights of {path_or_id} were refused by torch's weights-only unpickler "
-            f"({_one_line(err)[:200]}); convert them to safetensors where you trust them, or do not load them."
+            f"({_unpickler_reason(err)}); convert them to safetensors where you trust them, or do not load them."
         ) from err
     except OSError as err:
         if "safetensors" in str(err) and not os.path.isdir(folder) and not allow_pickle:
@@ -275,6 +314,27 @@ def _adapter_folder(path, kwargs: dict) -> Path:
     return Path(snapshot_download(os.fspath(path), allow_patterns=patterns, **hub_kwargs)) / subfolder
 
 
+#: the largest config file read (a config.json is a few KB; anything this big is not one)
+MAX_CONFIG_BYTES = 16 << 20
+
+
+def read_json_object(path: str | os.PathLike, error: type[Exception] = None, what: str = "settings") -> dict:
+    """The JSON object in a config file (``config.json``, ``adapter_config.json``, ``preprocessor_config.json``),
+    read before transformers or PEFT parse it, so that a file that is not a JSON object (truncated, binary, a list) is
+    refused in one line with ``error`` (default :class:`CheckpointFileError`) instead of failing deep inside them."""
+    error = error or CheckpointFileError
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise error(f"{path} is larger than {MAX_CONFIG_BYTES >> 20} MiB; it is not a config file.")
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise error(f"{path} is not valid JSON ({_one_line(err)[:200]}); save it again.") from err
+    if not isinstance(data, dict):
+        raise error(f"{path} holds a JSON {type(data).__name__}, not an object of {what}; save it again.")
+    return data
+
+
 def _read_adapter_config(folder: Path):
     from peft import PeftConfig
 
@@ -283,14 +343,7 @@ def _read_adapter_config(folder: Path):
         raise CheckpointFileError(
             f"{folder} has no {ADAPTER_CONFIG_FILE}; it is not a saved adapter (PeftModel.save_pretrained writes one)."
         )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise AdapterConfigError(f"{path} is not valid JSON ({_one_line(err)}); save the adapter again.") from err
-    if not isinstance(data, dict):
-        raise AdapterConfigError(
-            f"{path} holds a JSON {type(data).__name__}, not an object of adapter settings; save the adapter again."
-        )
+    data = read_json_object(path, AdapterConfigError, "adapter settings")
     if not isinstance(data.get("peft_type"), str):
         raise AdapterConfigError(f"{path} has no peft_type (such as 'LRC_ADAPTER'); it is not a PEFT adapter config.")
     try:
@@ -328,7 +381,7 @@ def load_task_adapter(
     on a refusal the model is left as it was. Raises :class:`UnsafeCheckpointError`, :class:`CheckpointFileError`,
     :class:`AdapterConfigError` or :class:`AdapterMismatchError`, one line each.
     """
-    from peft import PeftModel
+    from peft import MODEL_TYPE_TO_PEFT_MODEL_MAPPING, PeftModel
     from peft.utils import get_peft_model_state_dict
 
     folder = _adapter_folder(path, kwargs)
@@ -337,30 +390,24 @@ def load_task_adapter(
     is_peft_model = isinstance(model, PeftModel)
     if is_peft_model and adapter_name in model.peft_config:
         raise ValueError(f"The model already has an adapter named {adapter_name!r}; choose another adapter_name.")
+    # Inject first, compare the injected modules with the file's tensors, and only then load the weights, as
+    # PeftModel.from_pretrained does in two steps (wrap or add_adapter, then load_adapter). Loading first would let
+    # PEFT's own size check decide, and it lets some mismatches through to torch (its 4-bit heuristic skips a tensor
+    # of exactly twice the model's size, e.g. a rank 8 adapter declared r=4), which then fails with a RuntimeError.
+    config.inference_mode = not is_trainable
     try:
-        with warnings.catch_warnings():
-            # mismatched shapes are skipped by PEFT (ignore_mismatched_sizes) and reported below in one line
-            warnings.simplefilter("ignore", UserWarning)
-            if is_peft_model:
-                model.load_adapter(
-                    folder, adapter_name, is_trainable=is_trainable, ignore_mismatched_sizes=True, **kwargs
-                )
-                peft_model = model
-            else:
-                peft_model = PeftModel.from_pretrained(
-                    model, folder, adapter_name=adapter_name, is_trainable=is_trainable, config=config,
-                    ignore_mismatched_sizes=True, **kwargs,
-                )
+        if is_peft_model:
+            model.add_adapter(adapter_name, config)
+            peft_model = model
+        else:
+            peft_class = MODEL_TYPE_TO_PEFT_MODEL_MAPPING.get(config.task_type, PeftModel)
+            peft_model = peft_class(model, config, adapter_name=adapter_name)
     except AdapterMismatchError as err:
         raise AdapterMismatchError(f"adapter {folder}: {_one_line(err)}") from err
     except ValueError as err:  # e.g. target_modules that match nothing, a head_module the model lacks
         raise AdapterMismatchError(f"adapter {folder} does not fit this model: {_one_line(err)}") from err
-    expected = {
-        k: tuple(v.shape)
-        for k, v in get_peft_model_state_dict(
-            peft_model, adapter_name=adapter_name, save_embedding_layers=False
-        ).items()
-    }
+    state = get_peft_model_state_dict(peft_model, adapter_name=adapter_name, save_embedding_layers=False)
+    expected = {k: tuple(v.shape) for k, v in state.items()}
     problems = _describe_mismatch(expected, file_shapes, "adapter")
     if problems:
         if is_peft_model:
@@ -372,6 +419,11 @@ def load_task_adapter(
             "adapter_model.safetensors do not belong together or were made for another encoder; save it again from "
             "the model it was trained with."
         )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # PEFT's notes on loading; the file was checked above
+        peft_model.load_adapter(folder, adapter_name, is_trainable=is_trainable, **kwargs)
+    if is_trainable and is_peft_model:
+        peft_model.set_requires_grad(adapter_name)  # add_adapter leaves a new adapter frozen, as load_adapter would
     return peft_model
 
 

@@ -111,8 +111,13 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
+class UnknownTaskError(KeyError, ValueError):
+    """A task name that is not one of :data:`TASKS` (a failed lookup, and a bad argument). Defined here, not in
+    ``tac_ecg_hf.errors``: the metrics module loads this file on its own, without the package."""
+
+
 def get_task(name: str) -> TaskSpec:
     try:
         return TASKS[name]
-    except KeyError:
-        raise KeyError(f"Unknown task {name!r}. Known tasks: {', '.join(TASKS)}.") from None
+    except (KeyError, TypeError):
+        raise UnknownTaskError(f"Unknown task {name!r}. Known tasks: {', '.join(TASKS)}.") from None

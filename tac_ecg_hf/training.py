@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from transformers import TrainerCallback
 
 from .adapters.batchnorm import freeze_batchnorm_statistics
 from .tasks import TASKS, TaskSpec, get_task
@@ -86,6 +87,9 @@ class DataArguments:
     augment: bool = field(
         default=False, metadata={"help": "Random crops (2.5-10 s), lead masking/subsets, scaling, noise."}
     )
+    bootstrap_resamples: int = field(
+        default=1000, metadata={"help": "Bootstrap resamples of the held-out 95% CIs (0: no CIs, for quick runs)."}
+    )
     cache_dir: str | None = field(default=None, metadata={"help": "datasets cache directory."})
 
     def __post_init__(self):
@@ -96,6 +100,8 @@ class DataArguments:
             raise ValueError(
                 f"--cv_folds must be 3-20 and --cv_fold in [0, cv_folds), got {self.cv_folds}/{self.cv_fold}."
             )
+        if self.bootstrap_resamples < 0:
+            raise ValueError(f"--bootstrap_resamples must be >= 0, got {self.bootstrap_resamples}.")
 
     @property
     def source_list(self) -> list[str] | None:
@@ -252,9 +258,24 @@ def subsample(dataset, fraction: float, seed: int = 0):
     return dataset.select(sorted(chosen))
 
 
+class TransformEpochCallback(TrainerCallback):
+    """Tells the training set's :class:`~tac_ecg_hf.data.builders.ECGTransform` which epoch begins, so that its
+    per-example random crops and augmentations change from epoch to epoch and a run resumed mid-epoch repeats them
+    exactly. (Workers of a ``DataLoader`` with ``persistent_workers`` would keep the epoch they started with.)"""
+
+    def __init__(self, *transforms):
+        self.transforms = transforms
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # state.epoch counts epochs as a float: whole at the start of an epoch, inside it when resuming mid-way
+        for transform in self.transforms:
+            transform.epoch = int(state.epoch or 0)
+
+
 def task_datasets(data_args: DataArguments, feature_extractor, seed: int = 0):
     """The task's ``DatasetDict`` (every source, one label space), re-split for CV and subsampled as asked, with the
-    feature extractor's transforms set (random crops and augmentation for training, the centre window otherwise)."""
+    feature extractor's transforms set (random crops and augmentation for training, the centre window otherwise), and
+    the training transform (for :class:`TransformEpochCallback`)."""
     from .data.augment import ECGAugment
     from .data.builders import ECGTransform, load_task_dataset
 
@@ -270,10 +291,11 @@ def task_datasets(data_args: DataArguments, feature_extractor, seed: int = 0):
         dataset = cross_validation_split(dataset, data_args.cv_folds, data_args.cv_fold, seed=seed)
     dataset["train"] = subsample(dataset["train"], data_args.label_fraction, seed=seed)
     augment = ECGAugment() if data_args.augment else None
-    dataset["train"].set_transform(ECGTransform(feature_extractor, train=True, augment=augment, seed=seed))
+    train_transform = ECGTransform(feature_extractor, train=True, augment=augment, seed=seed)
+    dataset["train"].set_transform(train_transform)
     for split in ("validation", "test"):
         dataset[split].set_transform(ECGTransform(feature_extractor, train=False))
-    return dataset
+    return dataset, train_transform
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -404,7 +426,7 @@ def run_finetune(
     training_args.remove_unused_columns = False  # the transform needs the stored signal columns
     task = get_task(data_args.task)
     fe = task_feature_extractor(task.name, load_base_extractor(model_args.base_model))
-    dataset = task_datasets(data_args, fe, seed=training_args.seed)
+    dataset, train_transform = task_datasets(data_args, fe, seed=training_args.seed)
     model = build_classifier(
         model_args.base_model,
         task,
@@ -422,6 +444,7 @@ def run_finetune(
         processing_class=fe,
         data_collator=default_data_collator,
         compute_metrics=compute_metrics_for_trainer(task.name),
+        callbacks=[TransformEpochCallback(train_transform)],
     )
     start = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
@@ -461,7 +484,7 @@ def run_finetune(
         write_predictions(out / "test_predictions.jsonl", records["test"], predictions, refs)
         result.test_metrics = {
             "n": len(refs),
-            **metrics_with_ci(probs, refs, task.name, result.thresholds, n_bootstrap=200),
+            **metrics_with_ci(probs, refs, task.name, result.thresholds, n_bootstrap=data_args.bootstrap_resamples),
         }
     write_run_metadata(out, result, data_args, model_args, command)
     return result
@@ -500,18 +523,15 @@ def save_run(model, feature_extractor, task: str, model_args: ModelArguments, ou
     if isinstance(model, PeftModel):
         base = resolve_model(model_args.base_model)
         for path in base.iterdir():
-            if path.is_file() and path.name.startswith("model.safetensors"):
+            if path.is_file() and (path.name == "config.json" or path.name.startswith("model.safetensors")):
                 shutil.copy2(path, out / path.name)
-        # the config of the classifier the adapter was trained in: its labels size the head of a LoRA run (an LRC task
-        # head comes with the adapter)
-        model.get_base_model().config.save_pretrained(out)
-        model.save_pretrained(out, save_embedding_layers=False)  # <out>/<task>/adapter_config.json + weights
+        # <out>/<task>/adapter_config.json + adapter_model.safetensors, as a unit
+        atomic_save_pretrained(model, out, save_embedding_layers=False)
         root_fe = load_base_extractor(model_args.base_model)
         root_fe.save_pretrained(out)
         if feature_extractor.to_dict() != root_fe.to_dict():
             feature_extractor.save_pretrained(out / task)
         return
-    model.config.finetuning_task = task  # ECGTaskClassifier finds the task of a classifier folder here
     atomic_save_pretrained(model, out / ".model-tmp")
     for name in os.listdir(out / ".model-tmp"):
         os.replace(out / ".model-tmp" / name, out / name)
@@ -520,14 +540,17 @@ def save_run(model, feature_extractor, task: str, model_args: ModelArguments, ou
 
 
 def set_thresholds(out: Path, task: str, thresholds: list[float]) -> None:
-    """Store calibrated per-class thresholds with the model: in the task adapter's ``adapter_config.json``, or for a
-    fully fine-tuned classifier in its ``config.json`` (``decision_thresholds``)."""
+    """Store calibrated per-class thresholds in the task adapter's ``adapter_config.json``, or for a fully fine-tuned
+    classifier (no adapter) in its ``config.json`` under ``task_specific_params[task]``."""
+    values = [round(float(t), 6) for t in thresholds]
     path = out / task / "adapter_config.json"
-    if not path.is_file() or json.loads(path.read_text()).get("peft_type") != "LRC_ADAPTER":
-        path = out / "config.json"  # fine-tuned classifiers and other PEFT methods (LoRA): the model's config
-    key = "thresholds" if path.name == "adapter_config.json" else "decision_thresholds"
-    config = json.loads(path.read_text())
-    config[key] = [round(float(t), 6) for t in thresholds]
+    if path.is_file():
+        config = json.loads(path.read_text())
+        config["thresholds"] = values
+    else:
+        path = out / "config.json"
+        config = json.loads(path.read_text())
+        config["task_specific_params"] = {**(config.get("task_specific_params") or {}), task: {"thresholds": values}}
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
@@ -685,15 +708,10 @@ def run_pretrain_cetp(cetp_args: CETPArguments, data_args: DataArguments, traini
         text_cache = encode_text_cache(
             model, tokenizer, sorted({t for split in pairs.values() for t in split["text"]})
         )
-    pairs["train"].set_transform(
-        ECGTransform(
-            fe,
-            train=True,
-            augment=ECGAugment() if data_args.augment else None,
-            seed=training_args.seed,
-            keep=("text",),
-        )
+    train_transform = ECGTransform(
+        fe, train=True, augment=ECGAugment() if data_args.augment else None, seed=training_args.seed, keep=("text",)
     )
+    pairs["train"].set_transform(train_transform)
     pairs["validation"].set_transform(ECGTransform(fe, train=False, keep=("text",)))
     training_args.label_names = []
     training_args.remove_unused_columns = False  # the transform needs the stored signal and text columns
@@ -704,6 +722,7 @@ def run_pretrain_cetp(cetp_args: CETPArguments, data_args: DataArguments, traini
         eval_dataset=pairs["validation"] if len(pairs["validation"]) else None,
         processing_class=fe,
         data_collator=CETPCollator(tokenizer, max_length=model.config.max_text_length, text_cache=text_cache),
+        callbacks=[TransformEpochCallback(train_transform)],
     )
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))

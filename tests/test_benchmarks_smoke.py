@@ -19,8 +19,16 @@ def _positive(value) -> bool:
 
 
 def _check_machine(machine: dict) -> None:
-    for key in ("cpu_model", "cpu_count", "cores_available", "torch_threads", "torch", "date", "loadavg_start",
-                "loadavg_end"):
+    for key in (
+        "cpu_model",
+        "cpu_count",
+        "cores_available",
+        "torch_threads",
+        "torch",
+        "date",
+        "loadavg_start",
+        "loadavg_end",
+    ):
         assert key in machine, key
     assert _positive(machine["torch_threads"]) and _positive(machine["cores_available"])
 
@@ -38,8 +46,15 @@ def test_bench_speed_quick(tmp_path, cpsc2018_dir):
     """bench_speed.py --quick on 12 real CPSC2018 records (every section, no compile): JSON structure, positive
     throughputs and ratios, targets, markdown and PNGs. About 45 s at one thread on 2 busy cores."""
     proc = subprocess.run(
-        [sys.executable, str(BENCH_DIR / "bench_speed.py"), "--quick", "--data-dir", str(cpsc2018_dir.parent),
-         "--out", str(tmp_path)],
+        [
+            sys.executable,
+            str(BENCH_DIR / "bench_speed.py"),
+            "--quick",
+            "--data-dir",
+            str(cpsc2018_dir.parent),
+            "--out",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -68,8 +83,14 @@ def test_bench_speed_quick(tmp_path, cpsc2018_dir):
         assert 0 < r["bf16_pooled_rel_error"] < 0.1 and 0 <= r["max_abs_dprob_vs_fp32"]["bf16"] < 0.1
 
     bulk = data["bulk"]
-    assert set(bulk["variants"]) == {"bulk fp32", "forward fp32", "bulk bf16", "forward bf16",
-                                     "single-record loop fp32", "read+prepare only"}
+    assert set(bulk["variants"]) == {
+        "bulk fp32",
+        "forward fp32",
+        "bulk bf16",
+        "forward bf16",
+        "single-record loop fp32",
+        "read+prepare only",
+    }
     variants_positive(bulk["variants"])
     ratios_positive(bulk["ratios"])
     assert bulk["rows_failed"] == {"fp32": 0, "bf16": 0}
@@ -97,8 +118,13 @@ def test_bench_speed_quick(tmp_path, cpsc2018_dir):
     assert imports["returncode"] == 0 and _positive(imports["total_s"]) and "torch" in imports["by_package_s"]
 
     names = {t["name"] for t in data["targets"]}
-    assert {"bulk_vs_forward_fp32", "adapter_vs_full_train_fp32", "memory_growth", "cli_single_vs_import_torch",
-            "cli_folder_vs_single"} <= names
+    assert {
+        "bulk_vs_forward_fp32",
+        "adapter_vs_full_train_fp32",
+        "memory_growth",
+        "cli_single_vs_import_torch",
+        "cli_folder_vs_single",
+    } <= names
     assert all(_positive(t["value"]) and isinstance(t["met"], bool) for t in data["targets"])
     expected_plots = {f"speed_{n}.png" for n in ("forward", "bulk", "train", "cli", "memory")}
     assert {Path(p).name for p in data["plots"]} == expected_plots
@@ -114,8 +140,9 @@ def test_run_measured_reports_the_child_not_the_parent():
     common = _import_common()
     ballast = b"\x01" * (300 * 1024**2)  # this process's peak is at least 300 MB
     small = common.run_measured([sys.executable, "-c", "pass"])
-    big = common.run_measured([sys.executable, "-c", "import time; b = b'\\x01' * (200 * 2**20); time.sleep(0.3)"],
-                              sample_every=0.05)
+    big = common.run_measured(
+        [sys.executable, "-c", "import time; b = b'\\x01' * (200 * 2**20); time.sleep(0.3)"], sample_every=0.05
+    )
     del ballast
     assert small["returncode"] == 0 and _positive(small["wall_s"])
     assert small["peak_rss_mb"] < 100 < 200 <= big["peak_rss_mb"] < 300
@@ -130,7 +157,15 @@ def test_bench_quality_quick(tmp_path, data_root, ptbxl_dir, cinc2017_dir):
     """bench_quality.py --quick on the real data (tiny encoder, 64 records per split, 1 epoch): JSON structure,
     metrics in [0, 1], parameter counts and storage ratios, tables and PNGs. About 30-60 s on 2 cores."""
     proc = subprocess.run(
-        [sys.executable, str(BENCH_DIR / "bench_quality.py"), "--quick", "--data-dir", str(data_root), "--out", str(tmp_path)],
+        [
+            sys.executable,
+            str(BENCH_DIR / "bench_quality.py"),
+            "--quick",
+            "--data-dir",
+            str(data_root),
+            "--out",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -151,7 +186,9 @@ def test_bench_quality_quick(tmp_path, data_root, ptbxl_dir, cinc2017_dir):
     assert math.isfinite(data["cetp"]["metrics"]["train_loss"])
 
     runs = data["runs"]
-    assert {(r["task"], r["method"], r["seed"]) for r in runs} == {(t, m, s) for t in tasks for m in methods for s in seeds}
+    assert {(r["task"], r["method"], r["seed"]) for r in runs} == {
+        (t, m, s) for t in tasks for m in methods for s in seeds
+    }
     for r in runs:
         tm = r["test_metrics"]
         assert _unit_interval(tm["test_macro_auc"]) and _unit_interval(tm["test_macro_f1"]), (r["task"], r["method"])
@@ -163,7 +200,11 @@ def test_bench_quality_quick(tmp_path, data_root, ptbxl_dir, cinc2017_dir):
         assert r["train_seconds"] > 0
     by = {(r["task"], r["method"]): r for r in runs if r["seed"] == seeds[0]}
     for task in tasks:
-        assert by[(task, "linear")]["trainable_params"] < by[(task, "lrc")]["trainable_params"] < by[(task, "full")]["trainable_params"]
+        assert (
+            by[(task, "linear")]["trainable_params"]
+            < by[(task, "lrc")]["trainable_params"]
+            < by[(task, "full")]["trainable_params"]
+        )
         assert by[(task, "full")]["trainable_params"] == by[(task, "full")]["total_params"]
 
     for task in tasks:

@@ -2,46 +2,36 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from support.tiny import TINY_TEXT, tiny_cetp, tiny_config
 from torch.nn import functional as F
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, BertTokenizer
 
-from tac_ecg_hf import CETPConfig, CETPModel, create_encoder_config
-from tac_ecg_hf.models.cetp import CETPOutput, default_text_model_path, symmetric_infonce
+from tac_ecg_hf import CETPConfig, CETPModel
+from tac_ecg_hf.models.cetp import CETPLoss, CETPOutput, default_text_model_path
 from tac_ecg_hf.models.encoders import XResNet1dModel
 
-ECG_TINY = dict(layers=[1, 1], block_widths=[8, 8], stem_widths=[8, 8, 8], expansion=2)
-TEXT_TINY = dict(
-    hidden_size=32,
-    num_hidden_layers=1,
-    num_attention_heads=2,
-    intermediate_size=37,
-    vocab_size=100,
-    max_position_embeddings=64,
-)
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + (
     "normal ecg sinus rhythm atrial fibrillation flutter left right bundle branch block myocardial infarction "
     "st t change conduction disturbance hypertrophy premature beat ventricular"
 ).split()
+REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny_ecg_config(**overrides):
-    return create_encoder_config("xresnet1d", **{**ECG_TINY, **overrides})
+    return tiny_config("xresnet1d", **overrides)
 
 
 def tiny_text_config():
-    return BertConfig(**TEXT_TINY)
-
-
-def tiny_cetp(seed: int = 0, **kwargs) -> CETPModel:
-    torch.manual_seed(seed)
-    config = CETPConfig(
-        ecg_config=tiny_ecg_config().to_dict(), text_config=tiny_text_config().to_dict(), projection_dim=16, **kwargs
-    )
-    return CETPModel(config).eval()
+    return BertConfig(**TINY_TEXT)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +81,7 @@ def test_forward_loss_is_symmetric_infonce():
     logits = scale * ecg @ text.t()
     assert torch.allclose(out.logits_per_ecg, logits, atol=1e-5)
     assert torch.allclose(out.loss, manual_infonce(logits), atol=1e-5)
-    assert torch.allclose(symmetric_infonce(logits), manual_infonce(logits), atol=1e-6)
+    assert torch.allclose(CETPLoss()(ecg, text, scale), manual_infonce(logits), atol=1e-6)
     # logits per text are the transpose
     assert torch.equal(out.logits_per_text, out.logits_per_ecg.t())
     # return_loss=False skips the loss
@@ -311,3 +301,86 @@ def test_minilm_overfits_eight_pairs():
     assert final.loss.item() < 0.5 * losses[0], losses + [final.loss.item()]
     # the matching pairs win
     assert (final.logits_per_ecg.argmax(-1) == torch.arange(8)).float().mean() >= 0.75
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# a text tower referenced by id, not copied into the checkpoint
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_referenced_text_tower_is_left_out_loaded_and_verified(tmp_path):
+    from safetensors import safe_open
+
+    from tac_ecg_hf.safety import CheckpointMismatchError, load_encoder
+
+    torch.manual_seed(0)
+    BertModel(tiny_text_config()).save_pretrained(tmp_path / "text")
+    model = CETPModel.from_ecg_text_pretrained(XResNet1dModel(tiny_ecg_config()), str(tmp_path / "text"),
+                                               projection_dim=16)
+    assert model.config.text_model_name_or_path == str(tmp_path / "text") and model.config.text_model_fingerprint
+    model.save_pretrained(tmp_path / "cetp")
+    with safe_open(tmp_path / "cetp" / "model.safetensors", framework="pt") as fh:
+        keys = list(fh.keys())
+    assert keys and not [k for k in keys if k.startswith("text_model.")]  # the frozen tower is not copied
+    loaded = load_encoder(tmp_path / "cetp", CETPModel)  # every tensor in place: the tower comes from its reference
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    # another text tower under the same reference is refused
+    torch.manual_seed(1)
+    BertModel(tiny_text_config()).save_pretrained(tmp_path / "text")
+    with pytest.raises(CheckpointMismatchError, match="is not the one this CETP model was trained with"):
+        CETPModel.from_pretrained(tmp_path / "cetp")
+    # a tower that was trained is saved with the model, and the reference dropped
+    model.text_model.embeddings.word_embeddings.weight.data.add_(0.1)
+    model.save_pretrained(tmp_path / "trained")
+    assert CETPModel.from_pretrained(tmp_path / "trained").config.text_model_name_or_path is None
+
+
+_DDP_LOSS_SCRIPT = """
+import json, os
+import torch
+from accelerate import Accelerator
+from tac_ecg_hf.models.cetp import CETPLoss
+
+accelerator = Accelerator(cpu=True)
+rank, world = accelerator.process_index, accelerator.num_processes
+g = torch.Generator().manual_seed(0)
+ecg = torch.nn.functional.normalize(torch.randn(8, 16, generator=g), dim=-1)
+text = torch.nn.functional.normalize(torch.randn(8, 16, generator=g), dim=-1)
+scale = torch.tensor(10.0)
+
+reference_ecg = ecg.clone().requires_grad_(True)  # the single-process loss on the global batch, by hand
+logits = scale * reference_ecg @ text.t()
+target = torch.arange(8)
+ce = torch.nn.functional.cross_entropy
+reference = (ce(logits, target) + ce(logits.t(), target)) / 2
+reference.backward()
+
+shard = slice(rank * 8 // world, (rank + 1) * 8 // world)
+local_ecg = ecg[shard].clone().requires_grad_(True)
+loss = CETPLoss()(local_ecg, text[shard], scale)
+loss.backward()
+print(json.dumps({"rank": rank, "world": world, "loss": loss.item(), "reference": reference.item(),
+                  "grad_error": (local_ecg.grad - reference_ecg.grad[shard]).abs().max().item()}))
+"""
+
+
+def test_cetp_loss_under_two_processes_equals_the_single_process_loss(tmp_path):
+    """Under ``accelerate launch`` with two CPU processes, each process contrasts its half of the batch against the
+    gathered global batch: the loss equals the single-process loss on the whole batch, and the gradient of each
+    process's own features equals the single-process gradient of those rows."""
+    script = tmp_path / "ddp_loss.py"
+    script.write_text(_DDP_LOSS_SCRIPT)
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+         "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script)],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert sorted(r["rank"] for r in results) == [0, 1] and all(r["world"] == 2 for r in results)
+    for r in results:
+        assert r["loss"] == pytest.approx(r["reference"], rel=1e-6)
+        assert r["grad_error"] < 1e-6

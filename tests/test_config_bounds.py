@@ -13,19 +13,13 @@ import time
 
 import pytest
 import torch
+from support.tiny import TINY_ENCODERS
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
 from tac_ecg_hf import ENCODER_FAMILIES, ENCODER_PRESETS, create_encoder_config
 from tac_ecg_hf.models.encoders import ConfigFieldError
 
-TINY = {
-    "xresnet1d": dict(layers=[1, 1], block_widths=[8, 8], stem_widths=[8, 8, 8], expansion=2),
-    "resnet1d": dict(layers=[1, 1], base_width=8),
-    "inception1d": dict(depth=3, num_filters=4, bottleneck_size=4, kernel_sizes=[9, 5, 3], residual_every=3),
-    "fcn1d": dict(widths=[8, 16, 8], kernel_sizes=[7, 5, 3]),
-    "lstm1d": dict(hidden_size=8, num_layers=1),
-    "ecg_transformer": dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
-}
+TINY = TINY_ENCODERS  # one definition of the tiny configs, shared by the test files (support/tiny.py)
 #: time within which a refusal must come (they take milliseconds; the margin is for a loaded machine)
 FAST = 2.0
 

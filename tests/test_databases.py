@@ -31,31 +31,10 @@ from tac_ecg_hf.data import (
     PhysioNet2020,
     assign_split,
     get_database,
-    iter_cetp_pairs,
 )
 from tac_ecg_hf.tasks import STANDARD_LEADS, TASKS
 
-
-def _real(data_root: Path, name: str, marker: str) -> Path:
-    path = data_root / name
-    if not (path / marker).is_file():
-        pytest.skip(f"real {name} data not found at {path}")
-    return path
-
-
-@pytest.fixture(scope="module")
-def ludb_dir(data_root):
-    return _real(data_root, "ludb", "ludb.csv")
-
-
-@pytest.fixture(scope="module")
-def cinc2020_dir(data_root):
-    return _real(data_root, "cinc2020", "HR00009.hea")
-
-
-@pytest.fixture(scope="module")
-def chapman_dir(data_root):
-    return _real(data_root, "chapman", "Diagnostics.xlsx")
+# the real-data folders (ptbxl_dir, cpsc2018_dir, cinc2017_dir, cinc2020_dir, ludb_dir, chapman_dir): conftest.py
 
 
 def test_registry():
@@ -115,9 +94,9 @@ def test_real_ptbxl_text(ptbxl_dir):
     assert db.text(record, "both") == f"{scp} {record.meta['report']}"
     with pytest.raises(ValueError, match="text_source must be one of"):
         db.text(record, "german")
-    pairs = list(iter_cetp_pairs(db, "scp", split="validation", limit=3))
-    assert len(pairs) == 3 and pairs[0]["input_values"].shape == (12, 1000) and pairs[0]["text"]
-    assert [p["record_id"] for p in iter_cetp_pairs(ptbxl_dir, folds=[9], limit=3)] == [p["record_id"] for p in pairs]
+    validation = list(db.records("validation", limit=3))  # the ECG-text pairs of a split (builders: load_cetp_pairs)
+    assert [r.record_id for r in validation] == db.record_ids("validation")[:3]
+    assert all(db.text(r, "scp") for r in validation)
 
 
 def test_ptbxl_wfdb_layout(tmp_path, ptbxl_dir):

@@ -11,6 +11,7 @@ import time
 
 import pytest
 import torch
+from support.tiny import TINY_ENCODERS
 from torch import nn
 from torch.nn import functional as F
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
@@ -20,15 +21,7 @@ import tac_ecg_hf
 from tac_ecg_hf import ENCODER_FAMILIES, ENCODER_PRESETS, create_encoder_config
 from tac_ecg_hf.models.encoders import ConfigFieldError
 
-#: tiny, fast configs of every family (each builds in milliseconds)
-TINY = {
-    "xresnet1d": dict(layers=[1, 1], block_widths=[8, 8], stem_widths=[8, 8, 8], expansion=2),
-    "resnet1d": dict(layers=[1, 1], base_width=8),
-    "inception1d": dict(depth=3, num_filters=4, bottleneck_size=4, kernel_sizes=[9, 5, 3], residual_every=3),
-    "fcn1d": dict(widths=[8, 16, 8], kernel_sizes=[7, 5, 3]),
-    "lstm1d": dict(hidden_size=8, num_layers=1),
-    "ecg_transformer": dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
-}
+TINY = TINY_ENCODERS  # tiny, fast configs of every family (support/tiny.py)
 FAMILIES = sorted(TINY)
 
 

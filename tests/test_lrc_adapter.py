@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
+from support.tiny import TINY_ENCODERS
 from torch import nn
 from torch.nn import functional as F
 
@@ -23,15 +24,8 @@ from tac_ecg_hf.adapters.lrc import (
 )
 from tac_ecg_hf.models.encoders import ENCODER_FAMILIES, ENCODER_PRESETS
 
-XRES_TINY = dict(layers=[1, 1], block_widths=[8, 8], stem_widths=[8, 8, 8], expansion=2)
-TINY = {
-    "xresnet1d": XRES_TINY,
-    "resnet1d": dict(layers=[1, 1], base_width=8),
-    "inception1d": dict(depth=3, num_filters=4, bottleneck_size=4, kernel_sizes=[9, 5, 3], residual_every=3),
-    "fcn1d": dict(widths=[8, 16, 8], kernel_sizes=[7, 5, 3]),
-    "lstm1d": dict(hidden_size=8, num_layers=1),
-    "ecg_transformer": dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
-}
+TINY = TINY_ENCODERS  # support/tiny.py
+XRES_TINY = TINY_ENCODERS["xresnet1d"]
 LENGTH = 128
 FAMILIES = sorted(TINY)
 #: families with convolutions (the parallel variant needs them)
@@ -491,10 +485,7 @@ def test_parallel_on_dilated_conv_merges_exactly():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 40)
     config = LRCConfig(
-        variant="parallel",
-        r=2,
-        target_modules=["conv", "conv2"],
-        labels=["a", "b"],
+        variant="parallel", r=2, target_modules=["conv", "conv2"], labels=["a", "b"],
         problem_type="single_label_classification",
     )
     peft_model = get_peft_model(DilatedNet(), config, adapter_name="t")

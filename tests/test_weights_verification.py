@@ -13,9 +13,10 @@ import pytest
 import torch
 from peft import PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
+from support.tiny import randomise_adapters, tiny_cetp, tiny_classifier
 from torch import nn
 
-from tac_ecg_hf import LRCConfig, create_encoder_config
+from tac_ecg_hf import LRCConfig
 from tac_ecg_hf.adapters.fingerprint import encoder_fingerprint, encoder_state_dict
 from tac_ecg_hf.adapters.lrc import LRCLayer
 from tac_ecg_hf.models.encoders import ENCODER_FAMILIES
@@ -31,43 +32,20 @@ from tac_ecg_hf.safety import (
     replace_dir,
 )
 
-TINY = {
-    "xresnet1d": dict(layers=[1, 1], block_widths=[8, 8], stem_widths=[8, 8, 8], expansion=2),
-    "resnet1d": dict(layers=[1, 1], base_width=8),
-}
 #: the package's exception types for bad files (the CLI maps them to exit status 2)
 PACKAGE_ERRORS = (
     AdapterMismatchError, AdapterConfigError, CheckpointFileError, CheckpointMismatchError, UnsafeCheckpointError
 )
-
-
-def classifier(family: str = "xresnet1d", seed: int = 0, num_labels: int = 4, **overrides):
-    torch.manual_seed(seed)
-    config = create_encoder_config(family, **{**TINY[family], **overrides}, num_labels=num_labels)
-    model = ENCODER_FAMILIES[family][2](config)
-    g = torch.Generator().manual_seed(seed + 100)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm1d):
-                module.running_mean.copy_(torch.rand(module.running_mean.shape, generator=g) - 0.5)
-    return model.eval()
-
-
-def randomise_adapters(model: nn.Module, seed: int = 5) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lrc_" in name:
-                param.copy_(torch.randn(param.shape, generator=g) * 0.3)
+classifier = tiny_classifier
 
 
 def make_repo(root: Path, family: str = "xresnet1d", seed: int = 0, task: str = "cinc2017") -> Path:
-    """A model repository as ECGTaskClassifier loads it: the encoder at ``root``, ``adapters/<task>/``."""
+    """A model repository as ECGTaskClassifier loads it: the encoder at ``root``, the adapter in ``root/<task>/``."""
     model = classifier(family, seed)
     model.encoder.save_pretrained(root)
     peft_model = get_peft_model(model, LRCConfig.for_task(task, r=2), adapter_name=task)
     randomise_adapters(peft_model)
-    peft_model.save_pretrained(root / "adapters")
+    peft_model.save_pretrained(root)
     return root
 
 
@@ -146,14 +124,14 @@ def test_encoder_state_dict_sees_through_injected_layers():
 
 
 def test_load_task_adapter_round_trip(repo):
-    reference = PeftModel.from_pretrained(fresh_encoder(repo), repo / "adapters" / "cinc2017", adapter_name="cinc2017")
-    loaded = load_task_adapter(fresh_encoder(repo), repo / "adapters" / "cinc2017", "cinc2017")
+    reference = PeftModel.from_pretrained(fresh_encoder(repo), repo / "cinc2017", adapter_name="cinc2017")
+    loaded = load_task_adapter(fresh_encoder(repo), repo / "cinc2017", "cinc2017")
     assert isinstance(loaded, PeftModel) and loaded.active_adapters == ["cinc2017"]
     assert not any(p.requires_grad for p in loaded.parameters())  # inference mode by default
     x = torch.randn(2, 12, 128)
     with torch.no_grad():
         assert torch.equal(loaded(input_values=x).logits, reference.eval()(input_values=x).logits)
-    saved = json.loads((repo / "adapters" / "cinc2017" / "adapter_config.json").read_text())
+    saved = json.loads((repo / "cinc2017" / "adapter_config.json").read_text())
     assert saved["encoder_fingerprint"] == encoder_fingerprint(fresh_encoder(repo))
 
 
@@ -162,7 +140,7 @@ def test_second_adapter_through_load_task_adapter(repo, tmp_path):
     model.encoder.load_state_dict(fresh_encoder(repo).encoder.state_dict())
     peft_model = get_peft_model(model, LRCConfig.for_task("cpsc2018", r=2), adapter_name="cpsc2018")
     peft_model.save_pretrained(tmp_path)
-    loaded = load_task_adapter(fresh_encoder(repo), repo / "adapters" / "cinc2017", "cinc2017")
+    loaded = load_task_adapter(fresh_encoder(repo), repo / "cinc2017", "cinc2017")
     assert load_task_adapter(loaded, tmp_path / "cpsc2018", "cpsc2018") is loaded
     assert set(loaded.peft_config) == {"cinc2017", "cpsc2018"}
     with pytest.raises(ValueError, match="already has an adapter named 'cpsc2018'"):
@@ -172,7 +150,7 @@ def test_second_adapter_through_load_task_adapter(repo, tmp_path):
 def test_adapter_without_fingerprint_falls_back_to_signature_and_shapes(repo_copy):
     """Adapters saved before the fingerprint existed still load on the right encoder (their signature and tensor
     shapes match) and are still refused on another architecture."""
-    folder = repo_copy / "adapters" / "cinc2017"
+    folder = repo_copy / "cinc2017"
     edit_config(folder, encoder_fingerprint=None)
     loaded = load_task_adapter(fresh_encoder(repo_copy), folder, "cinc2017")
     assert loaded.peft_config["cinc2017"].encoder_fingerprint is None
@@ -191,9 +169,9 @@ def test_foreign_adapter_with_pasted_signature_is_refused(tmp_path):
     fingerprint gives it away; without a fingerprint, its tensors find no modules."""
     xres = make_repo(tmp_path / "xres", "xresnet1d")
     res = make_repo(tmp_path / "res", "resnet1d")
-    foreign = xres / "adapters" / "foreign"
-    shutil.copytree(res / "adapters" / "cinc2017", foreign)
-    xres_config = json.loads((xres / "adapters" / "cinc2017" / "adapter_config.json").read_text())
+    foreign = xres / "foreign"
+    shutil.copytree(res / "cinc2017", foreign)
+    xres_config = json.loads((xres / "cinc2017" / "adapter_config.json").read_text())
     xres_signature = xres_config["encoder_signature"]
     edit_config(foreign, encoder_signature=xres_signature)
     model = fresh_encoder(xres)
@@ -209,7 +187,7 @@ def test_foreign_adapter_with_pasted_signature_is_refused(tmp_path):
 
 
 def test_target_modules_that_match_nothing_are_refused(repo_copy):
-    folder = repo_copy / "adapters" / "cinc2017"
+    folder = repo_copy / "cinc2017"
     edit_config(folder, target_modules=["nothing.here"])
     model = fresh_encoder(repo_copy)
     with pytest.raises(AdapterMismatchError) as info:
@@ -220,7 +198,7 @@ def test_target_modules_that_match_nothing_are_refused(repo_copy):
 
 def test_target_modules_that_match_part_of_the_file_are_refused(repo_copy):
     """target_modules narrowed to the stem: the file's block adapters would be dropped silently by PEFT."""
-    folder = repo_copy / "adapters" / "cinc2017"
+    folder = repo_copy / "cinc2017"
     edit_config(folder, target_modules=r"encoder\.stem\.\d+\.bn")
     model = fresh_encoder(repo_copy)
     with pytest.raises(AdapterMismatchError) as info:
@@ -231,7 +209,7 @@ def test_target_modules_that_match_part_of_the_file_are_refused(repo_copy):
 
 
 def test_label_count_that_differs_from_the_head_weights_is_refused(repo_copy):
-    folder = repo_copy / "adapters" / "cinc2017"
+    folder = repo_copy / "cinc2017"
     edit_config(folder, labels=["N", "A", "O", "~", "X"])
     with pytest.raises(AdapterMismatchError) as info:
         load_task_adapter(fresh_encoder(repo_copy), folder, "cinc2017")
@@ -240,7 +218,7 @@ def test_label_count_that_differs_from_the_head_weights_is_refused(repo_copy):
 
 
 def test_rank_that_differs_from_the_weights_is_refused(repo_copy):
-    folder = repo_copy / "adapters" / "cinc2017"
+    folder = repo_copy / "cinc2017"
     edit_config(folder, r=4)  # the weights have rank 2
     with pytest.raises(AdapterMismatchError) as info:
         load_task_adapter(fresh_encoder(repo_copy), folder, "cinc2017")
@@ -248,7 +226,7 @@ def test_rank_that_differs_from_the_weights_is_refused(repo_copy):
 
 
 def test_adapter_tensor_missing_from_the_file_is_refused(repo_copy):
-    folder = repo_copy / "adapters" / "cinc2017"
+    folder = repo_copy / "cinc2017"
     weights = load_file(folder / "adapter_model.safetensors")
     dropped = sorted(k for k in weights if "lrc_up" in k)[0]
     del weights[dropped]
@@ -261,7 +239,7 @@ def test_adapter_tensor_missing_from_the_file_is_refused(repo_copy):
 
 
 def test_truncated_adapter_weights_are_refused(repo_copy):
-    path = repo_copy / "adapters" / "cinc2017" / "adapter_model.safetensors"
+    path = repo_copy / "cinc2017" / "adapter_model.safetensors"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     model = fresh_encoder(repo_copy)
     with pytest.raises(CheckpointFileError) as info:
@@ -280,7 +258,7 @@ def test_truncated_adapter_weights_are_refused(repo_copy):
     ],
 )
 def test_malformed_adapter_config_is_refused(repo_copy, content, match):
-    folder = repo_copy / "adapters" / "cinc2017"
+    folder = repo_copy / "cinc2017"
     (folder / "adapter_config.json").write_text(content)
     with pytest.raises(AdapterConfigError, match=match) as info:
         load_task_adapter(fresh_encoder(repo_copy), folder, "cinc2017")
@@ -288,7 +266,7 @@ def test_malformed_adapter_config_is_refused(repo_copy, content, match):
 
 
 def test_adapter_config_with_out_of_range_values_is_refused(repo_copy):
-    folder = repo_copy / "adapters" / "cinc2017"
+    folder = repo_copy / "cinc2017"
     edit_config(folder, r=100_000)
     with pytest.raises(AdapterConfigError, match=r"r must be an integer in \[1, 1024\]") as info:
         load_task_adapter(fresh_encoder(repo_copy), folder, "cinc2017")
@@ -299,17 +277,17 @@ def test_missing_adapter_files_are_refused(repo_copy, tmp_path):
     with pytest.raises(CheckpointFileError, match="has no adapter_config.json") as info:
         load_task_adapter(fresh_encoder(repo_copy), tmp_path, "x")
     assert_one_line_package_error(info)
-    (repo_copy / "adapters" / "cinc2017" / "adapter_model.safetensors").unlink()
+    (repo_copy / "cinc2017" / "adapter_model.safetensors").unlink()
     with pytest.raises(CheckpointFileError, match="has no adapter weights"):
-        load_task_adapter(fresh_encoder(repo_copy), repo_copy / "adapters" / "cinc2017", "cinc2017")
+        load_task_adapter(fresh_encoder(repo_copy), repo_copy / "cinc2017", "cinc2017")
 
 
 def test_failed_second_adapter_leaves_the_first_in_place(repo, repo_copy):
-    loaded = load_task_adapter(fresh_encoder(repo), repo / "adapters" / "cinc2017", "cinc2017")
+    loaded = load_task_adapter(fresh_encoder(repo), repo / "cinc2017", "cinc2017")
     x = torch.randn(2, 12, 128)
     with torch.no_grad():
         before = loaded(input_values=x).logits
-    folder = repo_copy / "adapters" / "cinc2017"
+    folder = repo_copy / "cinc2017"
     edit_config(folder, r=4)
     with pytest.raises(AdapterMismatchError):
         load_task_adapter(loaded, folder, "other")
@@ -335,14 +313,14 @@ def _to_pickle(folder: Path, safe_name: str, pickle_name: str) -> None:
 
 
 def test_pickle_adapter_only_on_request_and_weights_only(repo, repo_copy):
-    folder = repo_copy / "adapters" / "cinc2017"
+    folder = repo_copy / "cinc2017"
     _to_pickle(folder, "adapter_model.safetensors", "adapter_model.bin")
     with pytest.raises(UnsafeCheckpointError) as info:
         load_task_adapter(fresh_encoder(repo_copy), folder, "cinc2017")
     message = assert_one_line_package_error(info)
     assert "adapter_model.bin" in message and "allow_pickle=True" in message
     trusted = load_task_adapter(fresh_encoder(repo_copy), folder, "cinc2017", allow_pickle=True)
-    safe = load_task_adapter(fresh_encoder(repo), repo / "adapters" / "cinc2017", "cinc2017")
+    safe = load_task_adapter(fresh_encoder(repo), repo / "cinc2017", "cinc2017")
     x = torch.randn(2, 12, 128)
     with torch.no_grad():
         assert torch.equal(trusted(input_values=x).logits, safe(input_values=x).logits)
@@ -471,26 +449,17 @@ def test_atomic_save_records_the_encoder_at_save_time(tmp_path):
     peft_model = get_peft_model(model, LRCConfig.for_task("cinc2017", r=2), adapter_name="cinc2017")
     with torch.no_grad():
         peft_model.get_base_model().encoder.stem[0].conv.weight.mul_(2.0)  # the encoder changed after creation
-    atomic_save_pretrained(peft_model, tmp_path / "adapters")
-    saved = json.loads((tmp_path / "adapters" / "cinc2017" / "adapter_config.json").read_text())
+    atomic_save_pretrained(peft_model, tmp_path)
+    saved = json.loads((tmp_path / "cinc2017" / "adapter_config.json").read_text())
     assert saved["encoder_fingerprint"] == encoder_fingerprint(peft_model)
     assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name or ".old-" in p.name]
 
 
 def test_pickle_cetp_checkpoint_through_load_encoder(tmp_path):
     """The same policy for the CETP dual encoder (tiny random BERT text tower)."""
-    from transformers import BertConfig
+    from tac_ecg_hf import CETPModel
 
-    from tac_ecg_hf import CETPConfig, CETPModel
-
-    text = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, vocab_size=100)
-    config = CETPConfig(
-        ecg_config=create_encoder_config("xresnet1d", **TINY["xresnet1d"]).to_dict(),
-        text_config=BertConfig(**text).to_dict(),
-        projection_dim=16,
-    )
-    torch.manual_seed(0)
-    CETPModel(config).save_pretrained(tmp_path)
+    tiny_cetp().save_pretrained(tmp_path)
     assert isinstance(load_encoder(tmp_path, CETPModel), CETPModel)  # safetensors, every tensor in place
     _to_pickle(tmp_path, "model.safetensors", "pytorch_model.bin")
     with pytest.raises(UnsafeCheckpointError, match=r"pytorch_model\.bin.*allow_pickle=True") as info:

@@ -16,6 +16,7 @@ _EXPORTS: dict[str, str] = {
     "ECGFileError": "errors",
     "ECGFileNotFoundError": "errors",
     "ECGQualityWarning": "errors",
+    "ECGConfigError": "errors",
     # record
     "ECGRecord": "record",
     "encode_labels": "record",
@@ -111,7 +112,7 @@ if TYPE_CHECKING:  # pragma: no cover - for static analysers only
         ptbxl_split,
         scp_codes_to_text,
     )
-    from .errors import ECGFileError, ECGFileNotFoundError, ECGInputError, ECGQualityWarning
+    from .errors import ECGConfigError, ECGFileError, ECGFileNotFoundError, ECGInputError, ECGQualityWarning
     from .feature_extraction_ecg import STANDARD_LEADS, ECGFeatureExtractor, PreparedECG, canonical_lead_name
     from .io import MAX_SIGNAL_VALUES, header_info, read_record, read_wfdb, read_wfdb_header
     from .labels import VOCABULARIES, describe_codes, label_table, map_labels

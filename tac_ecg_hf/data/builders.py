@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import warnings
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,6 +266,12 @@ class ECGTransform:
     """``set_transform`` function: decodes the prepared signals and cuts the model's window with the feature
     extractor (a random crop when ``train``, the centre one otherwise), then applies ``augment`` (training only).
 
+    With a ``seed``, the random draws of each example come from ``(seed, epoch, the example's database and record
+    id)`` rather than from one stream shared by all batches: a run resumed from a checkpoint (Trainer skips the batches
+    already trained on without transforming them) and each process of a distributed run crop and augment exactly as
+    an uninterrupted single-process run. ``epoch`` is set by
+    :class:`tac_ecg_hf.training.TransformEpochCallback` under Trainer (or by hand).
+
     Returns ``input_values`` and whatever other columns are asked for in ``keep`` (default ``labels`` and ``text``)."""
 
     def __init__(
@@ -274,20 +281,29 @@ class ECGTransform:
         self.train = train
         self.augment = augment
         self.keep = tuple(keep)
+        self.seed = seed
+        self.epoch = 0
         self.rng = np.random.default_rng(seed)
+
+    def _example_rng(self, batch: dict[str, list], i: int) -> np.random.Generator:
+        if self.seed is None or "record_id" not in batch:
+            return self.rng
+        key = f"{batch['database'][i] if 'database' in batch else ''}/{batch['record_id'][i]}"
+        return np.random.default_rng([self.seed, self.epoch, zlib.crc32(key.encode("utf-8"))])
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         from .feature_extraction_ecg import PreparedECG
 
         crop = "random" if self.train else "center"
         values = []
-        for signal, n in zip(batch["signal"], batch["num_leads"]):
+        for i, (signal, n) in enumerate(zip(batch["signal"], batch["num_leads"])):
+            rng = self._example_rng(batch, i) if self.train else self.rng
             prepared = PreparedECG(np.frombuffer(signal, dtype="<f2").reshape(int(n), -1).astype(np.float32))
             if self.train and self.augment is not None:
-                prepared = self.augment.before_window(prepared, self.fe, self.rng)
-            window = self.fe.crop_window(prepared, crop, self.rng)
+                prepared = self.augment.before_window(prepared, self.fe, rng)
+            window = self.fe.crop_window(prepared, crop, rng)
             if self.train and self.augment is not None:
-                window = self.augment.after_window(window, self.fe, self.rng)
+                window = self.augment.after_window(window, self.fe, rng)
             values.append(window)
         out = {"input_values": values}
         for key in self.keep:
@@ -329,7 +345,7 @@ def load_ecg_dataset(
         builder.download_and_prepare(download_mode=download_mode)
     except datasets.exceptions.DatasetGenerationError as exc:
         # surface our own error (record id, problem, fix) instead of datasets' generic wrapper
-        if isinstance(exc.__cause__, (ECGInputError, FileNotFoundError)):
+        if isinstance(exc.__cause__, (ECGInputError, FileNotFoundError, ValueError)):  # e.g. a reader's argument check
             raise exc.__cause__ from None
         raise
     out = datasets.DatasetDict()

@@ -8,6 +8,8 @@ Every error names the record (path or id), says what is wrong and how to fix it.
   or disagrees with its header.
 * :class:`ECGFileNotFoundError`: a file that a record needs does not exist
   (also a :class:`FileNotFoundError`, so both ``except`` styles work).
+* :class:`ECGConfigError` (a :class:`ValueError`): the settings of an ``ECGFeatureExtractor``
+  (``preprocessor_config.json``) are invalid.
 * :class:`ECGQualityWarning` (a :class:`UserWarning`): the record is usable but suspicious
   (flat or clipped leads).
 """
@@ -18,6 +20,7 @@ __all__ = [
     "ECGInputError",
     "ECGFileError",
     "ECGFileNotFoundError",
+    "ECGConfigError",
     "ECGQualityWarning",
 ]
 
@@ -32,6 +35,10 @@ class ECGFileError(ECGInputError):
 
 class ECGFileNotFoundError(ECGFileError, FileNotFoundError):
     """A file needed by a record does not exist."""
+
+
+class ECGConfigError(ValueError):
+    """The settings of an ``ECGFeatureExtractor`` (its ``preprocessor_config.json``) are invalid."""
 
 
 class ECGQualityWarning(UserWarning):

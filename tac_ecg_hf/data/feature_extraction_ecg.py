@@ -37,13 +37,16 @@ import numpy as np
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 from transformers.feature_extraction_utils import BatchFeature
 
-from .errors import ECGInputError
+from .errors import ECGConfigError, ECGInputError
 
 STANDARD_LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 
 #: sanity bounds of the settings (a config outside them is refused before anything is allocated)
 MAX_NUM_SAMPLES = 1_000_000
 MAX_LEADS = 64
+#: most values (leads x samples) a prepared record may hold: 1 GiB of float32, 62 h of 12-lead ECG at 100 Hz. Checked
+#: before resampling, whatever ``max_duration`` and the sampling rates say.
+MAX_PREPARED_VALUES = 1 << 28
 CROP_MODES = ("center", "start", "random")
 
 
@@ -51,12 +54,24 @@ CROP_MODES = ("center", "start", "random")
 # lead names
 
 _CANONICAL_LEADS = {
-    "i": "I", "ii": "II", "iii": "III", "avr": "aVR", "avl": "aVL", "avf": "aVF",
+    "i": "I",
+    "ii": "II",
+    "iii": "III",
+    "avr": "aVR",
+    "avl": "aVL",
+    "avf": "aVF",
     **{f"v{i}": f"V{i}" for i in range(1, 10)},
     **{f"v{i}r": f"V{i}R" for i in range(1, 7)},
-    "x": "X", "y": "Y", "z": "Z", "vx": "X", "vy": "Y", "vz": "Z",
+    "x": "X",
+    "y": "Y",
+    "z": "Z",
+    "vx": "X",
+    "vy": "Y",
+    "vz": "Z",
     # Holter / monitoring names of the limb leads ("modified lead II")
-    "mli": "I", "mlii": "II", "mliii": "III",
+    "mli": "I",
+    "mlii": "II",
+    "mliii": "III",
 }
 # Names that only say "an ECG channel": read as lead I for single-lead recordings given to a lead-I model.
 _GENERIC_SINGLE_LEAD = {"ecg", "ekg", "ecg1", "ekg1", "lead", "lead1", "signal", "sig", "ch1", "channel1", "0", "1"}
@@ -118,6 +133,21 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _lead_list(key: str, value: Any) -> list[str]:
+    """A setting that lists lead names (``lead_names``, ``input_leads``), checked before anything uses it."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ECGConfigError(
+            f"ECGFeatureExtractor: {key} must be a list of lead names, got {_short(value)}. Fix it in "
+            "preprocessor_config.json or the constructor call."
+        )
+    return list(value)
+
+
 class ECGFeatureExtractor(SequenceFeatureExtractor):
     r"""
     Turns ECG recordings into the encoder's ``input_values`` ``(windows, leads, num_samples)``: leads by name,
@@ -172,21 +202,21 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
         kwargs.pop("feature_size", None)  # derived from lead_names
         unknown = sorted(k for k in kwargs if not k.startswith("_") and k not in _TRANSFORMERS_KEYS)
         if unknown:
-            raise ValueError(
+            raise ECGConfigError(
                 f"ECGFeatureExtractor: unknown setting(s) {unknown}; known: {sorted(_OWN_KEYS)}. Fix the names in "
                 "preprocessor_config.json (unknown settings are refused because they would be silently ignored)."
             )
-        lead_names = list(STANDARD_LEADS if lead_names is None else lead_names)
+        lead_names = _lead_list("lead_names", STANDARD_LEADS if lead_names is None else lead_names)
         super().__init__(
             feature_size=len(lead_names), sampling_rate=sampling_rate, padding_value=padding_value, **kwargs
         )
         self.lead_names = lead_names
         self.num_samples = num_samples
         self.window_stride = window_stride
-        self.bandpass = list(bandpass) if bandpass is not None else None
+        self.bandpass = list(bandpass) if isinstance(bandpass, (list, tuple)) else bandpass
         self.filter_order = filter_order
         self.normalize = normalize
-        self.input_leads = list(input_leads) if input_leads is not None else None
+        self.input_leads = _lead_list("input_leads", input_leads) if input_leads is not None else None
         self.derive_limb_leads = derive_limb_leads
         self.min_duration = min_duration
         self.max_duration = max_duration
@@ -197,24 +227,26 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
 
     # -- settings -----------------------------------------------------------------------------------------------------
     def _validate(self) -> None:
-        def bad(what: str) -> ValueError:
-            return ValueError(
+        def bad(what: str) -> ECGConfigError:
+            return ECGConfigError(
                 f"ECGFeatureExtractor: {what}. Fix it in preprocessor_config.json or the constructor call."
             )
 
         names = [canonical_lead_name(n) for n in self.lead_names]
         if not 1 <= len(names) <= MAX_LEADS or len(set(names)) != len(names):
-            raise bad(f"lead_names must be 1-{MAX_LEADS} distinct lead names, got {self.lead_names!r}")
+            raise bad(f"lead_names must be 1-{MAX_LEADS} distinct lead names, got {_short(self.lead_names)}")
         self.lead_names = names
         if self.input_leads is not None:
             self.input_leads = [canonical_lead_name(n) for n in self.input_leads]
             outside = [n for n in self.input_leads if n not in names]
             if not self.input_leads or outside or len(set(self.input_leads)) != len(self.input_leads):
-                raise bad(f"input_leads must be distinct leads among lead_names {names}, got {self.input_leads!r}")
+                raise bad(
+                    f"input_leads must be distinct leads among lead_names {names}, got {_short(self.input_leads)}"
+                )
         for key in ("sampling_rate", "num_samples", "filter_order"):
             value = getattr(self, key)
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
-                raise bad(f"{key} must be a positive integer, got {value!r}")
+                raise bad(f"{key} must be a positive integer, got {_short(value)}")
         if self.num_samples > MAX_NUM_SAMPLES:
             raise bad(f"num_samples={self.num_samples} exceeds the maximum {MAX_NUM_SAMPLES}")
         if self.filter_order > 8:
@@ -225,16 +257,20 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
             not isinstance(self.window_stride, numbers.Integral) or not 0 < self.window_stride <= self.num_samples
         ):
             raise bad(
-                f"window_stride must be an integer in [1, num_samples={self.num_samples}], got {self.window_stride!r}"
+                f"window_stride must be an integer in [1, num_samples={self.num_samples}], "
+                f"got {_short(self.window_stride)}"
             )
         for key in ("min_duration", "max_duration", "min_sampling_rate", "max_sampling_rate"):
             if not _is_real(getattr(self, key)) or getattr(self, key) <= 0:
-                raise bad(f"{key} must be a positive number, got {getattr(self, key)!r}")
+                raise bad(f"{key} must be a positive number, got {_short(getattr(self, key))}")
         if self.min_duration > self.max_duration or self.min_sampling_rate > self.max_sampling_rate:
             raise bad("min_duration/min_sampling_rate must not exceed max_duration/max_sampling_rate")
+        if not _is_real(self.padding_value):
+            raise bad(f"padding_value must be a finite number, got {_short(self.padding_value)}")
         if self.bandpass is not None:
-            if len(self.bandpass) != 2 or not all(_is_real(f) for f in self.bandpass):
-                raise bad(f"bandpass must be [low, high] in Hz or null, got {self.bandpass!r}")
+            pair = isinstance(self.bandpass, list) and len(self.bandpass) == 2
+            if not pair or not all(_is_real(f) for f in self.bandpass):
+                raise bad(f"bandpass must be [low, high] in Hz or null, got {_short(self.bandpass)}")
             low, high = (float(f) for f in self.bandpass)
             if not 0 < low < high < self.sampling_rate / 2:
                 raise bad(
@@ -243,7 +279,7 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
                 )
             self.bandpass = [low, high]
         if self.crop not in CROP_MODES:
-            raise bad(f"crop must be one of {CROP_MODES}, got {self.crop!r}")
+            raise bad(f"crop must be one of {CROP_MODES}, got {_short(self.crop)}")
         if not isinstance(self.normalize, bool) or not isinstance(self.derive_limb_leads, bool):
             raise bad("normalize and derive_limb_leads must be true or false")
 
@@ -354,6 +390,13 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
             raise ECGInputError(
                 f"Record {rid}: {duration:.0f} s long at {fs:g} Hz, more than the {self.max_duration:.0f} s this "
                 "extractor accepts; split the record, or raise max_duration if the sampling rate is right."
+            )
+        prepared = math.ceil(n * self.sampling_rate / fs) * len(self.lead_names)
+        if prepared > MAX_PREPARED_VALUES:
+            raise ECGInputError(
+                f"Record {rid}: {n} samples at {fs:g} Hz would become {prepared:,} values at {self.sampling_rate} Hz, "
+                f"more than the {MAX_PREPARED_VALUES:,} one record may take; split the record or check its sampling "
+                "rate."
             )
         if duration < self.min_duration:
             raise ECGInputError(
@@ -593,9 +636,22 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
 
 
 _OWN_KEYS = {
-    "lead_names", "sampling_rate", "num_samples", "window_stride", "bandpass", "filter_order", "normalize",
-    "input_leads", "derive_limb_leads", "min_duration", "max_duration", "min_sampling_rate", "max_sampling_rate",
-    "crop", "padding_value", "feature_size",
+    "lead_names",
+    "sampling_rate",
+    "num_samples",
+    "window_stride",
+    "bandpass",
+    "filter_order",
+    "normalize",
+    "input_leads",
+    "derive_limb_leads",
+    "min_duration",
+    "max_duration",
+    "min_sampling_rate",
+    "max_sampling_rate",
+    "crop",
+    "padding_value",
+    "feature_size",
 }
 #: keys transformers writes into or passes through preprocessor_config.json
 _TRANSFORMERS_KEYS = {"feature_extractor_type", "processor_class", "padding_side", "return_attention_mask", "auto_map"}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi
 
+from ..errors import InvalidArgumentError
 from .card import build_model_card, is_generated_card
 from .errors import hub_errors
 from .resolve import task_adapters_in
@@ -48,12 +49,13 @@ def push_run(
     (:data:`PUSH_IGNORE_PATTERNS`).
 
     Raises:
-        ValueError: the folder holds neither a model nor a task adapter.
+        InvalidArgumentError: the folder holds neither a model nor a task adapter.
         HubAccessError: the Hub refused or could not be reached (one-line message saying what to do).
     """
     folder = Path(folder)
     if not (folder / "config.json").is_file() and not task_adapters_in(folder):
-        raise ValueError(f"{folder} holds no model (config.json) and no task adapter (<task>/adapter_config.json); "
+        raise InvalidArgumentError(f"{folder} holds no model (config.json) and no task adapter "
+                                   "(<task>/adapter_config.json); "
                          "pass the output folder of a training run.")
     readme = folder / "README.md"
     files = [f for f in _files(folder) if f != "README.md"]

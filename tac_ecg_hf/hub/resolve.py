@@ -10,6 +10,7 @@ from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
+from ..errors import InvalidArgumentError
 from .bundled import bundled_path
 from .errors import HubAccessError, describe_hub_error, is_hub_unavailable
 
@@ -45,7 +46,7 @@ def resolve_repo(
        server error) and no ``revision`` was asked for, the bundled copy stands in, with a ``logger.warning``.
 
     Raises:
-        ValueError: ``repo_id`` is neither a folder nor a valid repo id.
+        InvalidArgumentError: ``repo_id`` is neither a folder nor a valid repo id.
         HubAccessError: the Hub failed (message from :func:`~tac_ecg_hf.hub.describe_hub_error`), or the folder has
             no ``subfolder``.
     """
@@ -60,7 +61,9 @@ def resolve_repo(
         try:
             validate_repo_id(name)
         except HFValidationError:
-            raise ValueError(f"{name!r} is neither a folder nor a Hub repo id (org/name); check the path.") from None
+            raise InvalidArgumentError(
+                f"{name!r} is neither a folder nor a Hub repo id (org/name); check the path."
+            ) from None
         if sub and allow_patterns is None:
             allow_patterns = [f"{sub}/*"]
         try:

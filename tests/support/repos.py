@@ -6,7 +6,9 @@ from pathlib import Path
 
 import torch
 
-TINY_RESNET = {"base_width": 8, "layers": [1, 1]}
+from .tiny import TINY_ENCODERS
+
+TINY_RESNET = TINY_ENCODERS["resnet1d"]
 
 
 def tiny_classifier(num_labels: int = 5, seed: int = 0):

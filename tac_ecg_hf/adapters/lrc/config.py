@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -118,6 +119,32 @@ class LRCConfig(PeftConfig):
             raise ValueError(f"LRCConfig.head_module must be a module name or None, got {self.head_module!r}.")
         if isinstance(self.target_modules, (set, tuple)):
             self.target_modules = sorted(self.target_modules)
+        for name in ("target_modules", "exclude_modules"):
+            value = getattr(self, name)
+            if value is not None and not _is_names(value):
+                raise ValueError(
+                    f"LRCConfig.{name} must be a module name pattern or a list of names, got {_short(value)}."
+                )
+            if isinstance(value, str):
+                try:
+                    re.compile(value)
+                except re.error as err:
+                    raise ValueError(
+                        f"LRCConfig.{name}={value!r} is not a valid regular expression ({err})."
+                    ) from None
+        if self.task_name is not None and not isinstance(self.task_name, str):
+            raise ValueError(f"LRCConfig.task_name must be a string, got {_short(self.task_name)}.")
+        if self.encoder_fingerprint is not None and not isinstance(self.encoder_fingerprint, str):
+            raise ValueError(
+                f"LRCConfig.encoder_fingerprint must be a string, got {_short(self.encoder_fingerprint)}."
+            )
+        if self.encoder_signature is not None and not isinstance(self.encoder_signature, dict):
+            raise ValueError(f"LRCConfig.encoder_signature must be an object, got {_short(self.encoder_signature)}.")
+        for name in ("freeze_base_batchnorm", "init_weights"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"LRCConfig.{name} must be true or false, got {_short(getattr(self, name))}.")
+        if self.metrics is not None and not isinstance(self.metrics, dict):
+            raise ValueError(f"LRCConfig.metrics must be an object, got {_short(self.metrics)}.")
         if self.thresholds is not None:
             values = self.thresholds if isinstance(self.thresholds, (list, tuple)) else None
             if values is None or not all(
@@ -139,6 +166,10 @@ class LRCConfig(PeftConfig):
 
         task = get_task(task_name)
         return cls(task_name=task.name, labels=list(task.labels), problem_type=task.problem_type, **kwargs)
+
+
+def _is_names(value) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
 
 
 def _short(value, limit: int = 80) -> str:

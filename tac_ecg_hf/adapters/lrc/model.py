@@ -9,7 +9,7 @@ from torch import nn
 
 from ..batchnorm import freeze_batchnorm_statistics
 from ..fingerprint import encoder_fingerprint
-from .config import LRCConfig
+from .config import LRCConfig, _short
 from .constants import TRANSFORMERS_MODELS_TO_LRC_TARGET_MODULES_MAPPING
 from .layer import SERIAL_BASE_LAYERS, LRCHead, LRCLayer, LRCParallel, LRCSerial, adapted_width
 
@@ -122,8 +122,9 @@ class LRCModel(BaseTuner):
         if not found:
             model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
             raise ValueError(
-                f"LRC-Adapter {adapter_name!r} ({config.variant}): target_modules={config.target_modules!r} match no "
-                f"module of this {model_type!r} model that the variant can adapt, so only the head would be trained. "
+                f"LRC-Adapter {adapter_name!r} ({config.variant}): target_modules={_short(config.target_modules)} "
+                f"match no module of this {model_type!r} model that the variant can adapt, so only the head would be "
+                "trained. "
                 "Fix target_modules (or leave it unset for the defaults of tac-ecg-hf encoders), or fine-tune in full "
                 "or with a linear probe (examples/finetune.py --method full / linear)."
             )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import ECGInputError, ECGQualityWarning
 
-__all__ = ["MAX_SIGNAL_VALUES", "units_to_mv", "check_gain", "too_many"]
+__all__ = ["MAX_SIGNAL_VALUES", "units_to_mv", "check_gain", "check_signal_gains", "too_many"]
 
 #: Most samples (leads x samples) a file may hold: 2**28 values are 1 GiB as float32, about 62 hours of 12-lead
 #: ECG at 100 Hz. Files implying more are refused before allocation; pass ``max_values=`` to read larger ones.
@@ -31,6 +31,26 @@ def check_gain(gain: float, path: Path | str, what: str = "gain") -> None:
         warnings.warn(
             f"{path}: {what} {gain:g} is negative, so the signal's polarity is inverted; check the gain "
             "(--gain, the sidecar or the header) if that is not intended.",
+            ECGQualityWarning,
+            stacklevel=4,
+        )
+
+
+def check_signal_gains(gains, names, path: Path | str) -> None:
+    """:func:`check_gain` for the ADC gain of each signal of a record, with one warning naming every signal whose gain
+    is negative (a header with twelve inverted leads gives one note, not twelve)."""
+    negative = []
+    for name, gain in zip(names, gains):
+        if not math.isfinite(gain) or gain == 0:
+            raise ECGInputError(f"{path}: ADC gain of signal {name!r} must be a finite non-zero number, got {gain!r}.")
+        if gain < 0:
+            negative.append(f"{name!r} {gain:g}")
+    if negative:
+        many = len(negative) > 1
+        warnings.warn(
+            f"{path}: ADC gain{'s' if many else ''} of signal{'s' if many else ''} {', '.join(negative)} "
+            f"{'are' if many else 'is'} negative, so the polarity of {'those leads' if many else 'that lead'} is "
+            "inverted; check the header's gains if that is not intended.",
             ECGQualityWarning,
             stacklevel=4,
         )

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import ECGFileError, ECGFileNotFoundError, ECGInputError
 from ..feature_extraction_ecg import canonical_lead_name
 from ..record import ECGRecord
-from ._common import MAX_SIGNAL_VALUES, check_gain, too_many, units_to_mv
+from ._common import MAX_SIGNAL_VALUES, check_signal_gains, too_many, units_to_mv
 
 __all__ = ["read_wfdb", "read_wfdb_header", "header_info", "header_path"]
 
@@ -227,8 +227,7 @@ def _physical(record: Any, names: list[str], hea: Path, verify_checksum: bool) -
                 )
     # WFDB: a zero gain means the default of 200 ADC units per physical unit
     record.adc_gain = [float(g) if g else 200.0 for g in record.adc_gain]
-    for lead, gain in zip(names, record.adc_gain):
-        check_gain(gain, hea, f"ADC gain of signal {lead!r}")
+    check_signal_gains(record.adc_gain, names, hea)
     return record.dac(return_res=64)
 
 

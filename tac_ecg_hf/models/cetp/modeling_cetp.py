@@ -181,20 +181,23 @@ class CETPModel(CETPPreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         kwargs.setdefault("dtype", torch.float32)  # as the encoders: never half precision by surprise
-        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        # with output_loading_info=True transformers returns (model, loading_info); hand back the same shape
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
         reference = model.config.text_model_name_or_path
         if reference is not None:
             text = AutoModel.from_pretrained(resolve_text_model(reference), dtype=model.logit_scale.dtype)
             fingerprint = weights_fingerprint(text)
             if model.config.text_model_fingerprint and fingerprint != model.config.text_model_fingerprint:
-                raise ValueError(
+                from ...safety import CheckpointMismatchError  # a ValueError; imported here: safety imports the models
+
+                raise CheckpointMismatchError(
                     f"The text tower {reference!r} is not the one this CETP model was trained with (weights "
-                    "fingerprint "
-                    f"{fingerprint[:12]} != {model.config.text_model_fingerprint[:12]}); install the same version of "
-                    "it, or load a CETP checkpoint that carries its text tower."
+                    f"fingerprint {fingerprint[:12]} != {model.config.text_model_fingerprint[:12]}); install the same "
+                    "version of it, or load a CETP checkpoint that carries its text tower."
                 )
             model.text_model.load_state_dict(text.state_dict())
-        return model
+        return loaded
 
     def get_ecg_features(self, input_values: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         pooled = self.ecg_model(input_values, return_dict=True).pooler_output

@@ -79,8 +79,6 @@ class ECGEncoderConfig(PreTrainedConfig):
         classifier_dropout (`float`): dropout before the classification head.
         pooling (`str`): ``"avgmax"`` (concatenated average and max pooling) or ``"avg"``.
         initializer_range (`float`): std of the normal init of linear layers.
-        decision_thresholds (`list[float]`, *optional*): per-class thresholds of a fine-tuned multi-label classifier,
-            calibrated on validation records (task adapters keep theirs in ``adapter_config.json``).
     """
 
     model_type = "ecg_encoder"
@@ -92,7 +90,6 @@ class ECGEncoderConfig(PreTrainedConfig):
     classifier_dropout: float = 0.1
     pooling: str = "avgmax"
     initializer_range: float = 0.02
-    decision_thresholds: list[float] | None = None
 
     def __post_init__(self, **kwargs):
         self._refuse_unknown_fields(kwargs)
