@@ -32,6 +32,7 @@ from torch import nn
 from transformers import TrainerCallback
 
 from .adapters.batchnorm import freeze_batchnorm_statistics
+from .errors import InvalidArgumentError
 from .tasks import TASKS, TaskSpec, get_task
 
 METHODS = ("lrc", "lrc-parallel", "lora", "linear", "full", "scratch")
@@ -89,6 +90,10 @@ class DataArguments:
     )
     bootstrap_resamples: int = field(
         default=1000, metadata={"help": "Bootstrap resamples of the held-out 95% CIs (0: no CIs, for quick runs)."}
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Stream records instead of caching them (CETP on corpora that do not fit; --max_steps)."},
     )
     cache_dir: str | None = field(default=None, metadata={"help": "datasets cache directory."})
 
@@ -673,7 +678,7 @@ def run_pretrain_cetp(cetp_args: CETPArguments, data_args: DataArguments, traini
     from transformers import AutoTokenizer, Trainer, set_seed
 
     from .data.augment import ECGAugment
-    from .data.builders import ECGTransform, load_cetp_pairs
+    from .data.builders import ECGTransform, load_cetp_pairs, with_transform
     from .data.feature_extraction_ecg import ECGFeatureExtractor
     from .inference import CETP_SUBFOLDER
     from .jsonutil import dump_json
@@ -693,7 +698,10 @@ def run_pretrain_cetp(cetp_args: CETPArguments, data_args: DataArguments, traini
         feature_extractor=fe,
         cache_dir=data_args.cache_dir,
         max_records=data_args.max_records,
+        streaming=data_args.streaming,
     )
+    if data_args.streaming and (data_args.cv_folds or training_args.max_steps <= 0):
+        raise InvalidArgumentError("--streaming needs --max_steps (a stream has no length) and no --cv_folds.")
     if data_args.cv_folds:  # CETP on the training folds' pairs only (the label-efficiency and claims benchmarks)
         pairs = cross_validation_split(pairs, data_args.cv_folds, data_args.cv_fold, seed=training_args.seed)
     pairs.pop("test")  # never seen in pre-training
@@ -704,22 +712,23 @@ def run_pretrain_cetp(cetp_args: CETPArguments, data_args: DataArguments, traini
     freeze_text_tower(model, cetp_args.text_trainable_layers)
     tokenizer = AutoTokenizer.from_pretrained(model.text_model_path())
     text_cache = None
-    if cetp_args.text_trainable_layers == 0:
+    if cetp_args.text_trainable_layers == 0 and not data_args.streaming:  # a stream's texts are tokenised as they come
         text_cache = encode_text_cache(
             model, tokenizer, sorted({t for split in pairs.values() for t in split["text"]})
         )
     train_transform = ECGTransform(
         fe, train=True, augment=ECGAugment() if data_args.augment else None, seed=training_args.seed, keep=("text",)
     )
-    pairs["train"].set_transform(train_transform)
-    pairs["validation"].set_transform(ECGTransform(fe, train=False, keep=("text",)))
+    pairs["train"] = with_transform(pairs["train"], train_transform)
+    pairs["validation"] = with_transform(pairs["validation"], ECGTransform(fe, train=False, keep=("text",)))
+    has_validation = data_args.streaming or len(pairs["validation"]) > 0
     training_args.label_names = []
     training_args.remove_unused_columns = False  # the transform needs the stored signal and text columns
     trainer = Trainer(
         model=model,
         args=training_args,
         train_dataset=pairs["train"],
-        eval_dataset=pairs["validation"] if len(pairs["validation"]) else None,
+        eval_dataset=pairs["validation"] if has_validation else None,
         processing_class=fe,
         data_collator=CETPCollator(tokenizer, max_length=model.config.max_text_length, text_cache=text_cache),
         callbacks=[TransformEpochCallback(train_transform)],
@@ -729,8 +738,8 @@ def run_pretrain_cetp(cetp_args: CETPArguments, data_args: DataArguments, traini
     metrics = {
         "train_seconds": time.perf_counter() - start,
         **output.metrics,
-        "train_pairs": len(pairs["train"]),
-        "validation_pairs": len(pairs["validation"]),
+        "train_pairs": None if data_args.streaming else len(pairs["train"]),
+        "validation_pairs": None if data_args.streaming else len(pairs["validation"]),
     }
     if trainer.eval_dataset is not None:
         metrics.update(trainer.evaluate())

@@ -163,6 +163,22 @@ def test_seed_is_idempotent_silent_and_follows_bundle_updates(bundle, tmp_path, 
     assert (storage / "refs" / "main").read_text() == (storage / "refs" / BUNDLED_REF).read_text() == second[0].name
 
 
+def test_an_upgrade_replaces_what_version_0_1_seeded_but_no_hub_copy(bundle, tmp_path):
+    """tac-ecg-hf 0.1 seeded the cache on import and listed its commits in ``.tac_ecg_bundled.json``: those are moved
+    on, a commit it did not list (a real download) is not."""
+    cache = tmp_path / "cache"
+    storage = cache / "models--tac-ecg--tiny"
+    (storage / "refs").mkdir(parents=True)
+    (storage / ".tac_ecg_bundled.json").write_text(json.dumps({"repo_id": REPO_ID, "commits": ["a" * 40]}))
+    (storage / "refs" / "main").write_text("a" * 40)
+    new = seed_hf_cache(REPO_ID, cache_dir=cache, root=bundle["root"])[0].name
+    assert (storage / "refs" / "main").read_text() == new
+    (storage / "refs" / "main").write_text("b" * 40)  # a real Hub download since
+    (storage / "refs" / BUNDLED_REF).unlink()
+    seed_hf_cache(REPO_ID, cache_dir=cache, root=bundle["root"])
+    assert (storage / "refs" / "main").read_text() == "b" * 40
+
+
 def test_a_hub_copy_always_wins(bundle, tmp_path, monkeypatch):
     """The Hub hosts another version of the id: online loading returns it, and seeding never moves refs/main back."""
     seed_hf_cache(REPO_ID, root=bundle["root"])

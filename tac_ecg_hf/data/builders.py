@@ -51,6 +51,7 @@ __all__ = [
     "load_ecg_dataset",
     "load_task_dataset",
     "load_cetp_pairs",
+    "with_transform",
     "decode_signal",
     "data_fingerprint",
 ]
@@ -323,10 +324,14 @@ def load_ecg_dataset(
     max_records: int | None = None,
     on_error: str = "skip",
     download_mode: str | None = None,
+    streaming: bool = False,
     **database_options: Any,
-) -> datasets.DatasetDict:
+) -> datasets.DatasetDict | datasets.IterableDatasetDict:
     """Build (or reuse from cache) one database's records, prepared by ``feature_extractor`` (default: the 12-lead,
-    100 Hz, 0.5-40 Hz extractor of the bundled encoders), as a ``DatasetDict`` train/validation/test."""
+    100 Hz, 0.5-40 Hz extractor of the bundled encoders), as a ``DatasetDict`` train/validation/test.
+
+    ``streaming=True``: an ``IterableDatasetDict`` read record by record, with no Arrow cache, for corpora that do not
+    fit in memory or on disk (MIMIC-IV-ECG's 800,000 records); apply the transform with :func:`with_transform`."""
     from .feature_extraction_ecg import ECGFeatureExtractor
 
     fe = feature_extractor if feature_extractor is not None else ECGFeatureExtractor()
@@ -341,6 +346,8 @@ def load_ecg_dataset(
         on_error=on_error,
         database_options=database_options or None,
     )
+    if streaming:
+        return datasets.IterableDatasetDict({split: builder.as_streaming_dataset(split=split) for split in SPLITS})
     try:
         builder.download_and_prepare(download_mode=download_mode)
     except datasets.exceptions.DatasetGenerationError as exc:
@@ -360,13 +367,25 @@ def load_ecg_dataset(
     return out
 
 
+def with_transform(dataset, transform):
+    """Apply an :class:`ECGTransform`: ``set_transform`` on a ``Dataset`` (applied when rows are read), a batched
+    ``map`` on an ``IterableDataset`` (applied as records stream by), keeping only the transform's output columns."""
+    if isinstance(dataset, datasets.IterableDataset):
+        columns = dataset.column_names or list(dataset.features or [])
+        drop = [c for c in columns if c not in transform.keep and c != "input_values"]
+        return dataset.map(transform, batched=True, batch_size=64, remove_columns=drop or None)
+    dataset.set_transform(transform)
+    return dataset
+
+
 def database_dir(data_root: str | os.PathLike, database: str) -> Path:
     """The folder of ``database`` under a data root laid out like ``../shared/data``."""
     return Path(data_root).expanduser() / DATABASE_FOLDERS.get(database, database)
 
 
-def _concat(parts: list[datasets.DatasetDict]) -> datasets.DatasetDict:
-    return datasets.DatasetDict({split: datasets.concatenate_datasets([p[split] for p in parts]) for split in SPLITS})
+def _concat(parts: list) -> datasets.DatasetDict | datasets.IterableDatasetDict:
+    kind = datasets.IterableDatasetDict if isinstance(parts[0], datasets.IterableDatasetDict) else datasets.DatasetDict
+    return kind({split: datasets.concatenate_datasets([p[split] for p in parts]) for split in SPLITS})
 
 
 def _available(data_root, sources) -> list[str]:
@@ -396,6 +415,7 @@ def load_task_dataset(
     cache_dir: str | os.PathLike | None = None,
     max_records: int | None = None,
     on_error: str = "skip",
+    streaming: bool = False,
 ) -> datasets.DatasetDict:
     """Every record of the task's sources (default :data:`TASK_SOURCES`, those present under ``data_root``) that
     carries a label of ``task``, mapped to its classes through the shared label map, concatenated per split (column
@@ -409,7 +429,8 @@ def load_task_dataset(
     parts = [
         load_ecg_dataset(
             name, database_dir(data_root, name), task=spec.name, feature_extractor=feature_extractor,
-            cache_dir=cache_dir, max_records=max_records, on_error=on_error, **_database_options(name, data_root),
+            cache_dir=cache_dir, max_records=max_records, on_error=on_error, streaming=streaming,
+            **_database_options(name, data_root),
         )
         for name in names
     ]
@@ -424,6 +445,7 @@ def load_cetp_pairs(
     feature_extractor=None,
     cache_dir: str | os.PathLike | None = None,
     max_records: int | None = None,
+    streaming: bool = False,
 ) -> datasets.DatasetDict:
     """ECG-text pairs of every CETP source present under ``data_root`` (default :data:`CETP_SOURCES`)."""
     names = _available(data_root, sources or CETP_SOURCES)
@@ -432,7 +454,7 @@ def load_cetp_pairs(
     parts = [
         load_ecg_dataset(
             name, database_dir(data_root, name), text_source=text_source, feature_extractor=feature_extractor,
-            cache_dir=cache_dir, max_records=max_records, **_database_options(name, data_root),
+            cache_dir=cache_dir, max_records=max_records, streaming=streaming, **_database_options(name, data_root),
         )
         for name in names
     ]

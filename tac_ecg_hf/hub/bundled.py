@@ -9,6 +9,7 @@ takes ``root=`` (default: the package's ``checkpoints`` folder) so that tests ca
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from collections.abc import Iterable, Iterator
@@ -115,6 +116,16 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _seeded_by_version_0_1(storage: Path) -> list[str]:
+    """Commits that tac-ecg-hf 0.1 placed in the cache (it seeded on import and listed them in
+    ``.tac_ecg_bundled.json``): an upgrade replaces them like its own earlier seeds, never a real Hub download."""
+    try:
+        commits = json.loads((storage / ".tac_ecg_bundled.json").read_text()).get("commits", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [c for c in commits if isinstance(c, str)]
+
+
 def seed_hf_cache(
     repo_ids: str | Iterable[str] | None = None,
     cache_dir: str | os.PathLike | None = None,
@@ -171,7 +182,7 @@ def seed_hf_cache(
                         marker.parent.mkdir(parents=True, exist_ok=True)
                         marker.touch()
         main, ours = storage / "refs" / "main", storage / "refs" / BUNDLED_REF
-        if _read(main) in (None, _read(ours), commit) and _read(main) != commit:
+        if _read(main) in (None, _read(ours), commit, *_seeded_by_version_0_1(storage)) and _read(main) != commit:
             _write(main, commit)
         if _read(ours) != commit:
             _write(ours, commit)

@@ -227,8 +227,15 @@ class ECGEncoderModel(ECGPreTrainedModel):
     def forward_features(
         self, input_values: torch.Tensor, output_hidden_states: bool = False
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
-        """(last feature map of shape (batch, channels, time), the intermediate maps or None)."""
-        raise NotImplementedError
+        """(last feature map of shape (batch, channels, time), the intermediate maps or None). The default runs a
+        ``stem`` + ``stem_pool`` + ``stages`` network (the ResNet families); other families override it."""
+        hidden_state = self.stem_pool(self.stem(input_values))
+        hidden_states = (hidden_state,) if output_hidden_states else None
+        for stage in self.stages:
+            hidden_state = stage(hidden_state)
+            if output_hidden_states:
+                hidden_states += (hidden_state,)
+        return hidden_state, hidden_states
 
     def forward(
         self,

@@ -1,6 +1,5 @@
 """ResNet1d encoder (ResNet18-style)."""
 
-import torch
 from torch import nn
 
 from .configuration_resnet1d import ResNet1dConfig
@@ -51,15 +50,6 @@ class ResNet1dModel(ECGEncoderModel):
                     total += conv_bn_values(channels, width, 1)
                 channels = width
         return total
-
-    def forward_features(self, input_values: torch.Tensor, output_hidden_states: bool = False):
-        hidden_state = self.stem_pool(self.stem(input_values))
-        hidden_states = (hidden_state,) if output_hidden_states else None
-        for stage in self.stages:
-            hidden_state = stage(hidden_state)
-            if output_hidden_states:
-                hidden_states += (hidden_state,)
-        return hidden_state, hidden_states
 
 
 class ResNet1dForSequenceClassification(ECGForSequenceClassificationBase):

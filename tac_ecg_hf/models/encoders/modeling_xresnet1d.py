@@ -1,6 +1,5 @@
 """XResNet1d encoder (TAC-ECG's xresnet1d101)."""
 
-import torch
 from torch import nn
 
 from .configuration_xresnet1d import XResNet1dConfig
@@ -76,15 +75,6 @@ class XResNet1dModel(ECGEncoderModel):
                 total += conv_bn_values(channels, out, 1) if channels != out else 0
                 channels = out
         return total
-
-    def forward_features(self, input_values: torch.Tensor, output_hidden_states: bool = False):
-        hidden_state = self.stem_pool(self.stem(input_values))
-        hidden_states = (hidden_state,) if output_hidden_states else None
-        for stage in self.stages:
-            hidden_state = stage(hidden_state)
-            if output_hidden_states:
-                hidden_states += (hidden_state,)
-        return hidden_state, hidden_states
 
 
 class XResNet1dForSequenceClassification(ECGForSequenceClassificationBase):
