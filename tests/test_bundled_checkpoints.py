@@ -42,14 +42,16 @@ def test_layout_is_the_peft_one_with_safetensors_only():
             assert config["base_model_name_or_path"] == repo_id
             assert config["encoder_fingerprint"]
         cetp = json.loads((root / "cetp" / "config.json").read_text())
-        assert cetp["model_type"] == "cetp" and cetp["text_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
+        assert cetp["model_type"] == "cetp"
+        assert cetp["text_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
         with safe_open(root / "cetp" / "model.safetensors", "pt") as f:
             assert not [k for k in f.keys() if k.startswith("text_model.")], "the text tower is referenced, not copied"
         for weights in root.rglob("*.safetensors"):
             with safe_open(weights, "pt") as f:
                 assert {str(f.get_slice(k).get_dtype()) for k in f.keys()} <= {"F32", "I64"}, weights
         files = [p for p in root.rglob("*") if p.is_file()]
-        assert not [p for p in files if p.suffix in (".py", ".bin", ".pt", ".pth", ".pkl", ".ckpt")], "no code, no pickles"
+        suffixes = (".py", ".bin", ".pt", ".pth", ".pkl", ".ckpt")
+        assert not [p for p in files if p.suffix in suffixes], "no generated code, no pickles"
         total += sum(p.stat().st_size for p in files)
     assert total < 30 * 2**20, f"bundled models take {total / 2**20:.1f} MiB"
 
@@ -79,7 +81,8 @@ def test_model_cards_report_the_metrics_stored_with_the_adapters():
             test = metrics["test"]
             assert results[(f"ECG classification: {task}", "macro-AUC")] == pytest.approx(test["macro_auc"], abs=1e-5)
             assert "--seed 0" in metrics["command"] and metrics["command"] in card.text
-            assert f"{test['macro_auc']:.3f} ({test['macro_auc_ci95'][0]:.3f}-{test['macro_auc_ci95'][1]:.3f})" in card.text
+            low, high = test["macro_auc_ci95"]
+            assert f"{test['macro_auc']:.3f} ({low:.3f}-{high:.3f})" in card.text
             if get_task(task).exhaustive:
                 assert test["empty_decision_rate"] == 0.0, "an exhaustive task never decides nothing"
         for task in ("cpsc2018", "cinc2017"):
