@@ -128,3 +128,25 @@ def capped_runner(tmp_path_factory):
     runner = CappedRunner(env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(hf_home)})
     yield runner
     runner.close()
+
+
+# -- the local test Hub (tests/support/local_hub.py) ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hub():
+    """A Hub-compatible server on 127.0.0.1 for one test module; server-side errors fail the module."""
+    from support.local_hub import LocalHubServer
+
+    with LocalHubServer() as server:
+        yield server
+        assert server.errors == [], "\n".join(server.errors)
+
+
+@pytest.fixture
+def hub_env(hub, tmp_path, monkeypatch):
+    """The HF stack pointed at ``hub``, online, with an empty HF home."""
+    from support.local_hub import local_hub_env
+
+    local_hub_env(monkeypatch, hub, cache_dir=tmp_path / "hf_home", offline=False)
+    return hub

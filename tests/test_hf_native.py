@@ -28,7 +28,7 @@ import torch
 from huggingface_hub import ModelCard, hf_hub_download, snapshot_download
 from peft import AutoPeftModel, AutoPeftModelForSequenceClassification, PeftModel, get_peft_model
 from support.hf_repos import save_task_repo, strict_json
-from support.local_hub import LocalHubServer, local_hub_env
+from support.local_hub import local_hub_env
 from support.repos import tiny_classifier
 from transformers import AutoModel, AutoModelForSequenceClassification, pipeline
 from transformers.modeling_outputs import BaseModelOutputWithPoolingAndNoAttention, SequenceClassifierOutput
@@ -118,13 +118,6 @@ def test_auto_peft_model_loads_a_task_adapter_in_float32(auto_class, offline_hom
 
 REPO_ID = "tac-test/peft-layout"
 TASKS = ["cpsc2018", "ptbxl-super"]  # both read the 12 leads of the root feature extractor
-
-
-@pytest.fixture(scope="module")
-def hub():
-    with LocalHubServer() as server:
-        yield server
-        assert server.errors == [], "\n".join(server.errors)
 
 
 @pytest.fixture(scope="module")

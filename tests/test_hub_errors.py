@@ -26,12 +26,6 @@ def hub():
         assert server.errors == [], "\n".join(server.errors)
 
 
-@pytest.fixture
-def hub_env(hub, tmp_path, monkeypatch):
-    local_hub_env(monkeypatch, hub, cache_dir=tmp_path / "hf_home", offline=False)
-    return hub
-
-
 def _describe(call, repo_id="org/present", revision=None):
     with pytest.raises(Exception) as info:
         call()

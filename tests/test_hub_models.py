@@ -10,7 +10,7 @@ import torch
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 from peft import PeftModel
-from support.local_hub import LocalHubServer, local_hub_env
+from support.local_hub import local_hub_env
 from support.repos import TINY_RESNET, outputs, tiny_classifier, with_task_adapters
 from transformers import AutoModel, AutoModelForSequenceClassification, BertConfig
 
@@ -18,19 +18,6 @@ from tac_ecg_hf import CETPConfig, CETPModel, create_encoder_config
 from tac_ecg_hf.hub import list_task_adapters
 
 TASKS = ["cinc2017", "ptbxl-super"]
-
-
-@pytest.fixture(scope="module")
-def hub():
-    with LocalHubServer() as server:
-        yield server
-        assert server.errors == [], "\n".join(server.errors)
-
-
-@pytest.fixture
-def hub_env(hub, tmp_path, monkeypatch):
-    local_hub_env(monkeypatch, hub, cache_dir=tmp_path / "hf_home", offline=False)
-    return hub
 
 
 @pytest.fixture(scope="module")

@@ -32,19 +32,6 @@ METRICS = {
 }
 
 
-@pytest.fixture(scope="module")
-def hub():
-    with LocalHubServer() as server:
-        yield server
-        assert server.errors == [], "\n".join(server.errors)
-
-
-@pytest.fixture
-def hub_env(hub, tmp_path, monkeypatch):
-    local_hub_env(monkeypatch, hub, cache_dir=tmp_path / "hf_home", offline=False)
-    return hub
-
-
 def _pull_card(repo_id: str) -> tuple[Path, ModelCard]:
     folder = Path(snapshot_download(repo_id))
     return folder, ModelCard.load(folder / "README.md")

@@ -18,19 +18,6 @@ from huggingface_hub.errors import (
 from support.local_hub import LocalHubServer, closed_port_endpoint, local_hub_env
 
 
-@pytest.fixture(scope="module")
-def hub():
-    with LocalHubServer() as server:
-        yield server
-        assert server.errors == [], "\n".join(server.errors)
-
-
-@pytest.fixture
-def hub_env(hub, tmp_path, monkeypatch):
-    local_hub_env(monkeypatch, hub, cache_dir=tmp_path / "hf_home", offline=False)
-    return hub
-
-
 def test_upload_list_download_roundtrip(hub_env, tmp_path):
     folder = tmp_path / "repo"
     (folder / "sub").mkdir(parents=True)

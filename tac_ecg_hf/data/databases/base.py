@@ -123,6 +123,11 @@ class ECGDatabase:
         self.on_error = check_on_error(on_error)
         assign_split("", split_fractions, split_seed)  # validates the settings
         self.split_fractions, self.split_seed = tuple(split_fractions), split_seed
+        self._locate()
+
+    def _locate(self) -> None:
+        """Find (and check) the database's index files under ``root``; subclasses whose layout has some override it
+        instead of repeating the constructor's signature."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(root={os.fspath(self.root)!r})"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
-from collections.abc import Sequence
 from functools import cached_property
 
 from ...tasks import TASKS
@@ -31,15 +29,7 @@ class CinC2017(ECGDatabase):
     title = "CinC2017"
     vocabulary = "cinc2017"
 
-    def __init__(
-        self,
-        root: str | os.PathLike,
-        *,
-        on_error: str = "raise",
-        split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
-        split_seed: int = 0,
-    ) -> None:
-        super().__init__(root, on_error=on_error, split_fractions=split_fractions, split_seed=split_seed)
+    def _locate(self) -> None:
         self.reference_path = self.root / "REFERENCE.csv"
         if not self.reference_path.is_file():
             raise ECGFileNotFoundError(f"CinC2017: {self.reference_path} (labels) is missing.")

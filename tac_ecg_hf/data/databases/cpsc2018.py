@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
-from collections.abc import Sequence
 from functools import cached_property
 
 from ...tasks import TASKS
@@ -41,15 +39,7 @@ class CPSC2018(ECGDatabase):
     title = "CPSC2018"
     vocabulary = "cpsc2018"
 
-    def __init__(
-        self,
-        root: str | os.PathLike,
-        *,
-        on_error: str = "raise",
-        split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
-        split_seed: int = 0,
-    ) -> None:
-        super().__init__(root, on_error=on_error, split_fractions=split_fractions, split_seed=split_seed)
+    def _locate(self) -> None:
         self.reference_path = self.root / "REFERENCE.csv"
 
     @cached_property

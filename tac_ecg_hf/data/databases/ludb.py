@@ -3,7 +3,6 @@ records with English diagnosis statements and P/QRS/T delineation."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 from ..errors import ECGFileError, ECGFileNotFoundError
@@ -42,15 +41,7 @@ class LUDB(ECGDatabase):
     title = "LUDB"
     vocabulary = "ludb_text"
 
-    def __init__(
-        self,
-        root: str | os.PathLike,
-        *,
-        on_error: str = "raise",
-        split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
-        split_seed: int = 0,
-    ) -> None:
-        super().__init__(root, on_error=on_error, split_fractions=split_fractions, split_seed=split_seed)
+    def _locate(self) -> None:
         self.data_dir = self.root / "data" if (self.root / "data").is_dir() else self.root
 
     def _list_records(self) -> list[str]:

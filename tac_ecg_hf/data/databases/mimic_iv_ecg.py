@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
@@ -33,15 +31,7 @@ class MIMICIVECG(ECGDatabase):
     title = "MIMIC-IV-ECG"
     vocabulary = None
 
-    def __init__(
-        self,
-        root: str | os.PathLike,
-        *,
-        on_error: str = "raise",
-        split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
-        split_seed: int = 0,
-    ) -> None:
-        super().__init__(root, on_error=on_error, split_fractions=split_fractions, split_seed=split_seed)
+    def _locate(self) -> None:
         self.record_list_path = self.root / "record_list.csv"
         if not self.record_list_path.is_file():
             raise ECGFileNotFoundError(f"MIMIC-IV-ECG: {self.record_list_path} (the record index) is missing.")
