@@ -341,7 +341,7 @@ def load_ecg_dataset(
         database=database,
         task=task,
         text_source=text_source,
-        feature_extractor={k: v for k, v in fe.to_dict().items() if k not in ("feature_extractor_type",)},
+        feature_extractor=fe.settings(),
         max_records=max_records,
         on_error=on_error,
         database_options=database_options or None,

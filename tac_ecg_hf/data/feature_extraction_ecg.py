@@ -296,10 +296,10 @@ class ECGFeatureExtractor(SequenceFeatureExtractor):
     def window_seconds(self) -> float:
         return self.num_samples / self.sampling_rate
 
-    def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
-        out.pop("_sos", None)
-        return out
+    def settings(self) -> dict[str, Any]:
+        """The preprocessing settings alone (what ``preprocessor_config.json`` holds minus transformers' bookkeeping
+        such as ``feature_extractor_type`` or ``auto_map``): two extractors with equal settings preprocess alike."""
+        return {k: v for k, v in self.to_dict().items() if k in _OWN_KEYS}
 
     # -- record level -------------------------------------------------------------------------------------------------
     def prepare(

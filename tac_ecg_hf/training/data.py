@@ -21,7 +21,7 @@ def task_feature_extractor(task: str, base_extractor):
     from ..data.feature_extraction_ecg import ECGFeatureExtractor
 
     spec = get_task(task)
-    settings = {k: v for k, v in base_extractor.to_dict().items() if k != "feature_extractor_type"}
+    settings = base_extractor.settings()
     if tuple(spec.source_leads) != tuple(settings["lead_names"]):
         settings["input_leads"] = list(spec.source_leads)
     return ECGFeatureExtractor(**settings)

@@ -249,7 +249,7 @@ def save_run(model, feature_extractor, task: str, model_args: ModelArguments, ou
         atomic_save_pretrained(model, out, save_embedding_layers=False)
         root_fe = load_base_extractor(model_args.base_model)
         root_fe.save_pretrained(out)
-        if feature_extractor.to_dict() != root_fe.to_dict():
+        if feature_extractor.settings() != root_fe.settings():
             feature_extractor.save_pretrained(out / task)
         return
     atomic_save_pretrained(model, out / ".model-tmp")
