@@ -162,6 +162,8 @@ class ECGClassificationPipeline(_ECGChunkPipeline):
         task = first["adapter"][0] if isinstance(first["adapter"], list) else first["adapter"]
         notes = first["notes"][0] if first["notes"] and isinstance(first["notes"][0], list) else first["notes"]
         config = self.model.peft_config[task] if task is not None else None
+        if getattr(config, "labels", None) is None:  # a LoRA adapter or a fine-tuned classifier: the model's own head
+            config = None
         labels = (
             list(config.labels)
             if config is not None
