@@ -422,7 +422,7 @@ def main(argv=None):
     p.add_argument("--root", default=str(REPO / "tac_ecg_hf" / "checkpoints"), help="where the Hub-layout folders go")
     p.add_argument("--encoders", nargs="*", default=list(ENCODERS))
     p.add_argument("--assemble-only", action="store_true")
-    p.add_argument("--expected-only", action="store_true", help="only rewrite the expected outputs of the bundled models")
+    p.add_argument("--expected-only", action="store_true", help="only rewrite the bundled models' expected outputs")
     p.add_argument("--resume", action="store_true", help="skip training steps whose outputs already exist")
     p.add_argument("--quick", action="store_true", help="tiny settings (smoke test); use with a temporary --root")
     p.add_argument("--expected", default=str(REPO / "tests" / "data" / "bundled_expected.json"))
