@@ -458,6 +458,8 @@ def main(argv=None) -> dict:
     name = f"quality_{args.task}_{'-'.join(args.encoders)}" + (f"_cv{args.cv}" if args.cv else "")
     if len(args.fractions) > 1 or args.fractions != [1.0]:
         name += "_fractions"
+    if args.ablations:
+        name += "_ablations"
     results = {"command": common.command_line(), "machine": common.finish_machine_info(info),
                "elapsed_s": time.time() - start}
     report = common.header_markdown(results) + "\n\n" + markdown(rows, summary, args, time.time() - start)
