@@ -196,6 +196,33 @@ def commands_for(repo_id: str, runs: Path, data_dir: str, quick: bool) -> dict[s
     return cmds
 
 
+def _claim(cmd: list[str]) -> bool:
+    """Mark a step as taken (a file created exclusively in its output folder); False if another process has it."""
+    import os
+
+    out = REPO / cmd[cmd.index("--output_dir") + 1]
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(out / f".claimed-{os.getpid()}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    others = [p for p in out.glob(".claimed-*") if p.name != f".claimed-{os.getpid()}"]
+    if any(_alive(int(p.name.rsplit("-", 1)[1])) for p in others):
+        (out / f".claimed-{os.getpid()}").unlink()
+        return False
+    return True
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _done(cmd: list[str]) -> bool:
     out = REPO / cmd[cmd.index("--output_dir") + 1]
     return (out / ("cetp_metrics.json" if "pretrain_cetp.py" in cmd[1] else "result.json")).is_file()
@@ -424,6 +451,7 @@ def main(argv=None):
     p.add_argument("--assemble-only", action="store_true")
     p.add_argument("--expected-only", action="store_true", help="only rewrite the bundled models' expected outputs")
     p.add_argument("--resume", action="store_true", help="skip training steps whose outputs already exist")
+    p.add_argument("--reverse", action="store_true", help="run the steps last first (a second process on a free core)")
     p.add_argument("--quick", action="store_true", help="tiny settings (smoke test); use with a temporary --root")
     p.add_argument("--expected", default=str(REPO / "tests" / "data" / "bundled_expected.json"))
     args = p.parse_args(argv)
@@ -437,11 +465,18 @@ def main(argv=None):
     for repo_id in [] if args.expected_only else args.encoders:
         cmds = commands_for(repo_id, Path(args.runs), args.data_dir, args.quick)
         if not args.assemble_only:
-            for step, cmd in cmds.items():
+            steps = list(cmds.items())
+            for step, cmd in reversed(steps) if args.reverse else steps:
                 if args.resume and _done(cmd):
                     print(f"done already: {step}", flush=True)
                     continue
+                if not _claim(cmd):  # another build process (--reverse, to share the cores) runs this step
+                    print(f"run by another process: {step}", flush=True)
+                    continue
                 run(cmd, runs / repo_id.split("/")[-1] / "logs" / f"{step}.txt")
+            if not all(_done(cmd) for cmd in cmds.values()):
+                print(f"{repo_id}: steps still running elsewhere; assemble later with --assemble-only", flush=True)
+                continue
         summary = assemble(repo_id, runs, root, data_dir, cmds, args.quick)
         print(repo_id, json.dumps(summary, indent=2, default=str), flush=True)
         dump_json(summary, runs / repo_id.split("/")[-1] / "summary.json")

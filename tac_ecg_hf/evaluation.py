@@ -177,6 +177,13 @@ def pooled_metrics(
             decided[i, spec.label2id[label]] = 1
     kwargs = dict(labels=list(spec.labels), multi_label=spec.multi_label)
     metrics = classification_metrics(probs, refs, **kwargs)
+
+    def metric_ci(key: str) -> list[float]:
+        def metric(p, r):
+            return classification_metrics(p, r, per_class=False, **kwargs)[key]
+
+        return list(bootstrap_ci(metric, probs, refs, n_resamples=n_bootstrap))
+
     if spec.multi_label:  # F1 and empty decisions of the decisions actually made (per-fold thresholds, fallback)
         from sklearn.metrics import f1_score
 
@@ -190,24 +197,10 @@ def pooled_metrics(
 
         metrics["macro_f1_ci95"] = list(bootstrap_ci(macro_f1, decided, refs, n_resamples=n_bootstrap))
     else:
-        metrics["macro_f1_ci95"] = list(
-            bootstrap_ci(
-                lambda p, r: classification_metrics(p, r, per_class=False, **kwargs)["macro_f1"],
-                probs,
-                refs,
-                n_resamples=n_bootstrap,
-            )
-        )
+        metrics["macro_f1_ci95"] = metric_ci("macro_f1")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        metrics["macro_auc_ci95"] = list(
-            bootstrap_ci(
-                lambda p, r: classification_metrics(p, r, per_class=False, **kwargs)["macro_auc"],
-                probs,
-                refs,
-                n_resamples=n_bootstrap,
-            )
-        )
+        metrics["macro_auc_ci95"] = metric_ci("macro_auc")
     return {"n": len(rows), **metrics}
 
 

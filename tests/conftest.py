@@ -150,3 +150,17 @@ def hub_env(hub, tmp_path, monkeypatch):
 
     local_hub_env(monkeypatch, hub, cache_dir=tmp_path / "hf_home", offline=False)
     return hub
+
+
+@pytest.fixture(scope="module")
+def offline_home(tmp_path_factory):
+    """An empty HF_HOME, offline, seeded by ``tac-ecg seed-cache`` (the README's set-up) for the whole module."""
+    from support.local_hub import local_hub_env
+
+    from tac_ecg_hf.cli import main
+
+    home = tmp_path_factory.mktemp("hf_home")
+    with pytest.MonkeyPatch.context() as mp:
+        local_hub_env(mp, None, cache_dir=home, offline=True)
+        assert main(["seed-cache"]) == 0
+        yield home

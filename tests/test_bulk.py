@@ -89,7 +89,8 @@ def test_expand_inputs(archive):
 
 def test_folder_to_csv_errors_are_rows_and_probabilities_match_predict(archive, classifier, tmp_path, capsys):
     out = tmp_path / "results.csv"
-    code, stdout, stderr = predict([archive["folder"], "--task", "cpsc2018", "--out", out], capsys)
+    # fp32 so that rows equal predict() exactly (bulk runs default to bf16; its tolerance has its own test below)
+    code, stdout, stderr = predict([archive["folder"], "--task", "cpsc2018", "--out", out, "--dtype", "fp32"], capsys)
     assert code == 0, stderr
     assert "rec/s" in stderr  # the progress bar reports records per second
     assert "3 failed" in stdout
@@ -151,7 +152,8 @@ def test_rerun_skips_and_an_interrupted_run_resumes(archive, tiny_repo, tmp_path
 
 def test_several_tasks_in_one_pass(archive, classifier, tmp_path, capsys):
     out = tmp_path / "both.jsonl"
-    assert predict([archive["folder"], "--tasks", "cpsc2018,cinc2017", "--out", out, "--quiet"], capsys)[0] == 0
+    assert predict([archive["folder"], "--tasks", "cpsc2018,cinc2017", "--out", out, "--quiet", "--dtype", "fp32"],
+                   capsys)[0] == 0
     rows = read_rows(out)
     assert len(rows) == 2 * len(expand_inputs([archive["folder"]]))
     assert rows.groupby("path")["task"].apply(sorted).tolist() == [["cinc2017", "cpsc2018"]] * (len(rows) // 2)
@@ -271,9 +273,9 @@ def test_under_accelerate_launch_the_files_are_split_and_merged(tiny_repo, archi
     out = tmp_path / "merged.csv"
     first = archive["good"][0]
     assert predict([first, "--task", "cpsc2018", "--model", tiny_repo, "--out", out, "--quiet"], capsys)[0] == 0
-    run = launch_two_processes(["-m", "tac_ecg_hf.cli", "predict", str(archive["folder"]), "--task", "cpsc2018",
-                                "--model", tiny_repo, "--out", str(out), "--quiet", "--workers", "0"],
-                               tmp_path / "hf_home_launch")
+    argv = ["-m", "tac_ecg_hf.cli", "predict", str(archive["folder"]), "--task", "cpsc2018", "--model", tiny_repo,
+            "--out", str(out), "--quiet", "--workers", "0", "--dtype", "fp32"]
+    run = launch_two_processes(argv, tmp_path / "hf_home_launch")
     assert run.returncode == 0, run.stderr[-4000:]
     everything = sorted(str(p) for p in expand_inputs([archive["folder"]]))
     rows = read_rows(out)

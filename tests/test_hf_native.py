@@ -45,16 +45,6 @@ REPO_ROOT = PACKAGE.parent
 XRESNET = "tac-ecg/xresnet1d101-cetp"
 
 
-@pytest.fixture(scope="module")
-def offline_home(tmp_path_factory):
-    """An empty HF_HOME seeded as the README's set-up does (``tac-ecg seed-cache``), offline."""
-    home = tmp_path_factory.mktemp("hf_home")
-    with pytest.MonkeyPatch.context() as mp:
-        local_hub_env(mp, None, cache_dir=home, offline=True)
-        assert main(["seed-cache"]) == 0
-        yield home
-
-
 def batch(n: int = 3, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, 12, 1000, generator=torch.Generator().manual_seed(seed))
 

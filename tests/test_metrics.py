@@ -344,3 +344,34 @@ def test_evaluate_load_offline_fresh_process_without_the_package(tmp_path):
     assert out["labels"][:2] == ["Normal", "AF"] and len(out["labels"]) == 9
     assert out["macro_auc"] == 1.0
     assert out["fallback"] is True
+
+
+def test_pooled_metrics_use_the_decisions_made_and_bracket_the_point_estimate():
+    """Out-of-fold rows (each decided with its own fold's thresholds): F1 and empty decisions come from the stored
+    decisions, AUC from the probabilities, the CIs bracket the pooled value; a database filter restricts the rows."""
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    from tac_ecg_hf.evaluation import pooled_metrics
+    from tac_ecg_hf.tasks import get_task
+
+    spec = get_task("ptbxl-super")
+    rng = np.random.default_rng(0)
+    refs = (rng.random((80, spec.num_labels)) < 0.35).astype(int)
+    refs[np.arange(80), rng.integers(0, spec.num_labels, 80)] = 1
+    probs = np.clip(0.3 * refs + 0.7 * rng.random(refs.shape), 0, 1)
+    decided = probs > rng.uniform(0.4, 0.7, size=(80, 1))  # per-row ("per-fold") thresholds
+    decided[:5] = False  # five records with nothing decided
+    rows = [
+        dict(probabilities=p.tolist(), reference=r.tolist(), database="ptbxl" if i % 2 else "ludb",
+             decision=[spec.labels[j] for j in np.flatnonzero(d)])
+        for i, (p, r, d) in enumerate(zip(probs, refs, decided))
+    ]
+    m = pooled_metrics(rows, "ptbxl-super", n_bootstrap=200)
+    assert m["n"] == 80 and m["empty_decision_rate"] == pytest.approx(np.mean(~decided.any(1)))
+    assert m["macro_auc"] == pytest.approx(roc_auc_score(refs, probs, average="macro"))
+    assert m["macro_f1"] == pytest.approx(f1_score(refs, decided.astype(int), average="macro", zero_division=0.0))
+    for key in ("macro_auc", "macro_f1"):
+        low, high = m[f"{key}_ci95"]
+        assert low <= m[key] <= high and high - low > 0
+    assert pooled_metrics(rows, "ptbxl-super", databases=["ludb"], n_bootstrap=50)["n"] == 40
+    assert pooled_metrics(rows, "ptbxl-super", databases=["cpsc2018"]) == {"n": 0}

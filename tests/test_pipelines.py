@@ -13,7 +13,6 @@ import pytest
 import torch
 from scipy.io import savemat
 from support.hf_repos import save_cetp_repo
-from support.local_hub import local_hub_env
 from transformers import AutoFeatureExtractor, AutoProcessor, pipeline
 
 from tac_ecg_hf.cli import main
@@ -25,16 +24,6 @@ from tac_ecg_hf.inference import ECGTaskClassifier, decide
 MODEL = "tac-ecg/xresnet1d101-cetp"
 TASK = "cpsc2018"
 RECORDS = ["A0001", "A0002", "A0005", "A0006", "A0007"]
-
-
-@pytest.fixture(scope="module")
-def offline_home(tmp_path_factory):
-    """An empty HF_HOME, offline, seeded by ``tac-ecg seed-cache`` (the README's set-up) for the whole module."""
-    home = tmp_path_factory.mktemp("hf_home")
-    with pytest.MonkeyPatch.context() as mp:
-        local_hub_env(mp, None, cache_dir=home, offline=True)
-        assert main(["seed-cache"]) == 0
-        yield home
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ def save_task_repo(folder: Path, tasks=("cpsc2018", "cinc2017"), seed: int = 0):
     model.save_pretrained(folder)
     for task in tasks:
         own = task_feature_extractor(task, fe)
-        if own.to_dict() != fe.to_dict():
+        if own.settings() != fe.settings():
             own.save_pretrained(folder / task)
     return model
 

@@ -118,7 +118,7 @@ def build_tiny_repo(
         model = randomise_adapters(tiny_peft_model(task, family, seed, encoder=encoder), seed=seed + i)
         model.save_pretrained(root)  # -> root/<task>/adapter_config.json + adapter_model.safetensors
         task_fe = task_feature_extractor(task, root_fe)
-        if task_fe.to_dict() != root_fe.to_dict():
+        if task_fe.settings() != root_fe.settings():
             task_fe.save_pretrained(root / task)
     return root
 
