@@ -265,10 +265,11 @@ def task_details(
         lines.append(_row(label, metrics, spec.multi_label))
     lines.append("")
     lines.append(
-        f"Trained on the records of {', '.join(f'{k} ({v})' for k, v in sources.items())} that carry "
-        f"{task} labels in the package's label space (`tac_ecg_hf/data/label_map.csv`); test-split records of "
-        "every source were held out. Metrics come from the public predict path (all windows of a record "
-        "averaged) on the files of this repository; CIs are percentile bootstraps over records."
+        f"Trained on the training-split records of every source that carry {task} labels in the package's label "
+        "space (`tac_ecg_hf/data/label_map.csv`); the test split of every source was held out (its records per "
+        f"source: {', '.join(f'{k} {v}' for k, v in sources.items())}). Metrics come from the public predict path "
+        "(all windows of a record averaged) on the files of this repository; CIs are percentile bootstraps over "
+        "records."
     )
     if spec.multi_label and thresholds:
         lines.append("")
