@@ -67,7 +67,7 @@ EXAMPLE_RECORDS = {
     "cpsc2018": ["cpsc2018/A0001.hea", "cpsc2018/A0002.hea"],
     "cinc2017": ["cinc2017/A00001.hea", "cinc2017/A00005.hea"],
     "ptbxl-super": ["cinc2020/HR00001.hea"],
-    "chapman": ["ludb/1.hea"],
+    "chapman": ["ludb/data/1.hea"],
 }
 
 
