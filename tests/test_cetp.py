@@ -360,8 +360,10 @@ shard = slice(rank * 8 // world, (rank + 1) * 8 // world)
 local_ecg = ecg[shard].clone().requires_grad_(True)
 loss = CETPLoss()(local_ecg, text[shard], scale)
 loss.backward()
-print(json.dumps({"rank": rank, "world": world, "loss": loss.item(), "reference": reference.item(),
-                  "grad_error": (local_ecg.grad - reference_ecg.grad[shard]).abs().max().item()}))
+# one file per rank: two processes printing to one pipe can interleave their lines
+with open(f"rank{rank}.json", "w") as fh:
+    json.dump({"rank": rank, "world": world, "loss": loss.item(), "reference": reference.item(),
+               "grad_error": (local_ecg.grad - reference_ecg.grad[shard]).abs().max().item()}, fh)
 """
 
 
@@ -379,7 +381,7 @@ def test_cetp_loss_under_two_processes_equals_the_single_process_loss(tmp_path):
         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    results = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert sorted(r["rank"] for r in results) == [0, 1] and all(r["world"] == 2 for r in results)
     for r in results:
         assert r["loss"] == pytest.approx(r["reference"], rel=1e-6)
