@@ -318,7 +318,8 @@ def markdown(rows: list[dict], summary: list[dict], args, seconds: float) -> str
     return "\n".join(lines)
 
 
-def plots(rows: list[dict], summary: list[dict], out: Path, task: str) -> list[str]:
+def plots(rows: list[dict], summary: list[dict], out: Path, task: str, tag: str) -> list[str]:
+    """The report's figures, named after it (``tag``), so that the reports of one folder keep their own."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -344,9 +345,9 @@ def plots(rows: list[dict], summary: list[dict], out: Path, task: str) -> list[s
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(out / f"label_efficiency_{task}.png", dpi=130)
+        fig.savefig(out / f"label_efficiency_{tag}.png", dpi=130)
         plt.close(fig)
-        made.append(f"label_efficiency_{task}.png")
+        made.append(f"label_efficiency_{tag}.png")
     full = [e for e in summary if e["fraction"] == 1.0]
     if full:  # parameter efficiency
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -367,9 +368,9 @@ def plots(rows: list[dict], summary: list[dict], out: Path, task: str) -> list[s
         )
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(out / f"param_efficiency_{task}.png", dpi=130)
+        fig.savefig(out / f"param_efficiency_{tag}.png", dpi=130)
         plt.close(fig)
-        made.append(f"param_efficiency_{task}.png")
+        made.append(f"param_efficiency_{tag}.png")
     lrc = [r for r in rows if r["method"] == "lrc" and r["fraction"] == 1.0]
     if lrc:  # ROC per class, pooled over the folds' test predictions
         from sklearn.metrics import roc_curve
@@ -397,9 +398,9 @@ def plots(rows: list[dict], summary: list[dict], out: Path, task: str) -> list[s
         )
         ax.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(out / f"roc_lrc_{task}.png", dpi=130)
+        fig.savefig(out / f"roc_lrc_{tag}.png", dpi=130)
         plt.close(fig)
-        made.append(f"roc_lrc_{task}.png")
+        made.append(f"roc_lrc_{tag}.png")
     return made
 
 
@@ -463,7 +464,7 @@ def main(argv=None) -> dict:
     results = {"command": common.command_line(), "machine": common.finish_machine_info(info),
                "elapsed_s": time.time() - start}
     report = common.header_markdown(results) + "\n\n" + markdown(rows, summary, args, time.time() - start)
-    figures = plots(rows, summary, args.out, args.task)
+    figures = plots(rows, summary, args.out, args.task, name.removeprefix("quality_"))
     dump_json({**results, "rows": rows, "summary": summary, "figures": figures}, args.out / f"{name}.json")
     (args.out / f"{name}.md").write_text(report + "\n" + "\n".join(f"![{f}]({f})" for f in figures) + "\n")
     print(report)
