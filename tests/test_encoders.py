@@ -541,11 +541,23 @@ def test_trust_remote_code_without_package(tmp_path):
 
 
 def test_import_is_fast():
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", "import tac_ecg_hf"], capture_output=True, text=True, timeout=60)
-    elapsed = time.perf_counter() - start
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert elapsed < 10, f"import tac_ecg_hf took {elapsed:.1f} s"
+    """``import tac_ecg_hf`` against ``import torch`` timed in the same test (a ratio, so that load from other
+    processes on a shared machine hits both): PEFT, datasets and the training modules load lazily."""
+
+    def seconds(module: str) -> float:
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return time.perf_counter() - start
+
+    torch_s = min(seconds("torch") for _ in range(2))
+    package_s = min(seconds("tac_ecg_hf") for _ in range(2))
+    assert package_s < 5 * torch_s, f"import tac_ecg_hf took {package_s:.1f} s, import torch {torch_s:.1f} s"
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys, tac_ecg_hf; print(sorted({'peft', 'datasets'} & set(sys.modules)))"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.stdout.strip() == "[]", proc.stdout
 
 
 def test_version():
