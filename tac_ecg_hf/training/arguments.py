@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -41,7 +42,10 @@ class DataArguments:
     """Which data to train on."""
 
     task: str = field(default="ptbxl-super", metadata={"help": f"One of {', '.join(TASKS)}."})
-    data_dir: str = field(default="../shared/data", metadata={"help": "Data root laid out like ../shared/data."})
+    data_dir: str = field(
+        default_factory=lambda: os.environ.get("TAC_ECG_DATA", "../shared/data"),
+        metadata={"help": "Data root laid out like ../shared/data (default: $TAC_ECG_DATA, else ../shared/data)."},
+    )
     sources: str | None = field(
         default=None, metadata={"help": "Comma-separated databases (default: every one with the task's labels)."}
     )
