@@ -65,7 +65,9 @@ class CappedRunner:
         child_env["PYTHONPATH"] = os.pathsep.join(
             [str(TESTS_DIR), str(TESTS_DIR.parent), child_env.get("PYTHONPATH", "")]
         ).rstrip(os.pathsep)
-        child_env.setdefault("OMP_NUM_THREADS", "1")
+        # always one thread: the runner forks after loading a model, and a child forked from a process whose OpenMP
+        # pool has several threads can deadlock on the pool's lock (seen with OMP_NUM_THREADS=2)
+        child_env["OMP_NUM_THREADS"] = "1"
         child_env.setdefault("HF_HUB_OFFLINE", "1")
         child_env.pop("TAC_ECG_DEBUG", None)
         self._proc = subprocess.Popen(
