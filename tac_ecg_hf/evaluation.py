@@ -88,7 +88,7 @@ def metrics_with_ci(
 ) -> dict:
     """The task's metrics at the given thresholds (exhaustive tasks fall back to the most probable class), with
     percentile bootstrap 95% CIs of macro-AUC and macro-F1 (none with ``n_bootstrap=0``)."""
-    from .metrics import bootstrap_ci, classification_metrics
+    from .metrics import classification_metrics
 
     spec = get_task(task)
     kwargs = dict(labels=list(spec.labels), multi_label=spec.multi_label, fallback_to_argmax=spec.exhaustive)
@@ -96,15 +96,20 @@ def metrics_with_ci(
         kwargs["threshold"] = list(thresholds) if thresholds else 0.5
     metrics = classification_metrics(probs, references, **kwargs)
     for key in ("macro_auc", "macro_f1") if n_bootstrap else ():
-
-        def metric(p, r, key=key):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return classification_metrics(p, r, per_class=False, **kwargs)[key]
-
-        low, high = bootstrap_ci(metric, probs, references, n_resamples=n_bootstrap, seed=seed)
-        metrics[f"{key}_ci95"] = [low, high]
+        metrics[f"{key}_ci95"] = _metric_ci(key, probs, references, kwargs, n_bootstrap, seed)
     return metrics
+
+
+def _metric_ci(key: str, probs, references, kwargs: dict, n_bootstrap: int, seed: int = 0) -> list[float]:
+    """Percentile bootstrap 95% CI of one ``classification_metrics`` value (undefined-AUC warnings silenced)."""
+    from .metrics import bootstrap_ci, classification_metrics
+
+    def metric(p, r):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return classification_metrics(p, r, per_class=False, **kwargs)[key]
+
+    return list(bootstrap_ci(metric, probs, references, n_resamples=n_bootstrap, seed=seed))
 
 
 def evaluate_model(
@@ -177,13 +182,6 @@ def pooled_metrics(
             decided[i, spec.label2id[label]] = 1
     kwargs = dict(labels=list(spec.labels), multi_label=spec.multi_label)
     metrics = classification_metrics(probs, refs, **kwargs)
-
-    def metric_ci(key: str) -> list[float]:
-        def metric(p, r):
-            return classification_metrics(p, r, per_class=False, **kwargs)[key]
-
-        return list(bootstrap_ci(metric, probs, refs, n_resamples=n_bootstrap))
-
     if spec.multi_label:  # F1 and empty decisions of the decisions actually made (per-fold thresholds, fallback)
         from sklearn.metrics import f1_score
 
@@ -197,10 +195,8 @@ def pooled_metrics(
 
         metrics["macro_f1_ci95"] = list(bootstrap_ci(macro_f1, decided, refs, n_resamples=n_bootstrap))
     else:
-        metrics["macro_f1_ci95"] = metric_ci("macro_f1")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        metrics["macro_auc_ci95"] = metric_ci("macro_auc")
+        metrics["macro_f1_ci95"] = _metric_ci("macro_f1", probs, refs, kwargs, n_bootstrap)
+    metrics["macro_auc_ci95"] = _metric_ci("macro_auc", probs, refs, kwargs, n_bootstrap)
     return {"n": len(rows), **metrics}
 
 
