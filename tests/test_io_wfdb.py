@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections import Counter
 import tracemalloc
 from pathlib import Path
 
@@ -327,3 +328,51 @@ def test_real_cinc2020_and_ludb_records(data_root):
     assert record.lead_names == STANDARD_LEADS and record.meta["raw_lead_names"][:3] == ("i", "ii", "iii")
     np.testing.assert_array_equal(record.signal, wfdb.rdrecord(str(ludb / "1")).p_signal.T.astype(np.float32))
     assert "Rhythm: Sinus bradycardia." in record.meta["comments"]
+
+
+def test_plain_headers_are_parsed_once_and_read_like_the_checked_route(data_root, monkeypatch):
+    """Plain single-segment headers (CPSC2018, LUDB, CinC 2020's PTB/CPSC-extra) are bounded from their text and read
+    with one wfdb parse; the records, their metadata and the errors are those of the rdheader-first route."""
+    import wfdb
+
+    from tac_ecg_hf.data.io import wfdb_records
+
+    headers = sorted((data_root / "cpsc2018").glob("*.hea"))[:20] + sorted((data_root / "cinc2020").glob("*.hea"))
+    headers += sorted((data_root / "ludb" / "data").glob("*.hea"))[:10] + sorted((data_root / "cinc2017").glob("*.hea"))[:3]
+    parses = []
+    real_rdheader = wfdb.io.record.rdheader
+
+    def counting(*args, **kwargs):
+        parses.append(args[0])
+        return real_rdheader(*args, **kwargs)
+
+    monkeypatch.setattr(wfdb.io.record, "rdheader", counting)
+    fast = {hea.name: read_record(hea, lead_names=("I",) if "cinc2017" in str(hea) else None) for hea in headers}
+    assert all(wfdb_records._plain_header(h.read_text()) is not None for h in headers)
+    counts = Counter(Path(name).name for name in parses)
+    # one parse per record, except CinC 2017's and Georgia's record lines, which wfdb rejects: the repaired route
+    repaired = {h.stem for h in headers if h.parent.name == "cinc2017" or h.name.startswith("E")}
+    assert repaired and all(counts[h.stem] == 1 for h in headers if h.stem not in repaired), counts
+    assert all(counts[stem] > 1 for stem in repaired)
+    monkeypatch.setattr(wfdb_records, "_plain_header", lambda text: None)
+    for hea in headers:
+        checked = read_record(hea, lead_names=("I",) if "cinc2017" in str(hea) else None)
+        np.testing.assert_array_equal(fast[hea.name].signal, checked.signal)
+        assert fast[hea.name].meta == checked.meta and fast[hea.name].lead_names == checked.lead_names
+
+
+@pytest.mark.parametrize(
+    "record_line, signal_line",
+    [
+        ("x 1 500 1000", "x.dat 16x2 200/mV 16 0 0 0 0 I"),  # samples per frame
+        ("x 1 500 1000", "x.dat 16:3 200/mV 16 0 0 0 0 I"),  # skew
+        ("x/2 1 500 1000", "x.dat 16 200/mV 16 0 0 0 0 I"),  # multi-segment
+        ("x 1 500/1000 1000", "x.dat 16 200/mV 16 0 0 0 0 I"),  # counter frequency
+    ],
+)
+def test_headers_beyond_the_plain_form_go_through_rdheader(record_line, signal_line):
+    from tac_ecg_hf.data.io import wfdb_records
+
+    assert wfdb_records._plain_header(f"{record_line}\n{signal_line}\n") is None
+    plain = wfdb_records._plain_header("x 1 500 1000\nx.dat 16+24 200/mV 16 0 0 0 0 I\n")
+    assert (plain.n_sig, plain.fs, plain.sig_len, plain.fmt, plain.byte_offset) == (1, 500, 1000, ["16"], [24])

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -87,7 +88,7 @@ def _signal_path(hea: Path, file_name: str) -> Path:
 
 
 @contextlib.contextmanager
-def _wfdb_source(hea: Path) -> Iterator[tuple[str, Any]]:
+def _wfdb_source(hea: Path, text: str | None = None) -> Iterator[tuple[str, Any]]:
     """Yield ``(record name to pass to wfdb, header)``: the record itself, or a repaired copy of its header.
 
     wfdb-python cannot parse the record line of some real headers (issues MIT-LCP/wfdb-python#128 and #351,
@@ -99,7 +100,7 @@ def _wfdb_source(hea: Path) -> Iterator[tuple[str, Any]]:
     """
     import wfdb
 
-    text = _header_text(hea)
+    text = _header_text(hea) if text is None else text
     name = os.fspath(hea)[: -len(hea.suffix)]
     try:
         header = wfdb.rdheader(name)
@@ -127,6 +128,58 @@ def _wfdb_source(hea: Path) -> Iterator[tuple[str, Any]]:
                 except OSError:  # no symlinks (e.g. Windows without developer mode): copy
                     shutil.copyfile(source, Path(tmp) / file_name)
         yield os.fspath(copy)[:-4], header
+
+
+_SIGNAL_FORMAT = re.compile(r"^(\d+)(?:\+(\d+))?$")  # FORMAT[+BYTEOFFSET], no samples per frame, no skew
+
+
+def _plain_header(text: str) -> SimpleNamespace | None:
+    """The fields :func:`_check_wfdb_header` bounds, read from the text of a plain single-segment header (WFDB
+    header(5): ``NAME NSIG [FS [NSAMP ...]]`` and ``FILE FORMAT[+OFFSET] ...`` per signal), or None for anything
+    else (multi-segment records, samples per frame, skew, a record line wfdb may reject ...), which then goes
+    through ``wfdb.rdheader`` first.
+
+    Why not always ``wfdb.rdheader``: wfdb-python has no public way to read the signals of a header it has parsed,
+    so checking a header with ``rdheader`` before ``rdrecord`` parses it twice, and at ~4 ms per 12-lead header
+    (pandas lookups per field) that was a third of the time a bulk run spends reading a record. The fields read
+    here are compared with wfdb's own parse after reading (:func:`_same_header`).
+    """
+    lines = [line.split() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not lines or len(lines[0]) < 2 or "/" in lines[0][0] or not lines[0][1].isdigit():
+        return None
+    record, signals = lines[0], lines[1:]
+    n_sig = int(record[1])
+    fs_token = record[2] if len(record) > 2 else "250"  # WFDB's default frequency
+    if not re.fullmatch(r"\d+(\.\d*)?", fs_token) or (len(record) > 3 and not record[3].isdigit()):
+        return None
+    if n_sig < 1 or len(signals) != n_sig:
+        return None  # rdheader's parse reports the inconsistency in its own words (see _check_wfdb_header)
+    fmt, offset = [], []
+    for tokens in signals:
+        match = _SIGNAL_FORMAT.match(tokens[1]) if len(tokens) > 1 else None
+        if match is None or "#" in tokens[0]:
+            return None
+        fmt.append(match.group(1))
+        offset.append(int(match.group(2)) if match.group(2) else None)
+    return SimpleNamespace(
+        n_sig=n_sig,
+        fs=int(fs_token) if fs_token.isdigit() else float(fs_token),  # as wfdb gives it
+        sig_len=int(record[3]) if len(record) > 3 else None,
+        file_name=[tokens[0] for tokens in signals],
+        fmt=fmt,
+        samps_per_frame=[1] * n_sig,
+        byte_offset=offset,
+        skew=[None] * n_sig,
+    )
+
+
+def _same_header(plain: SimpleNamespace, record: Any, hea: Path) -> None:
+    """wfdb's parse must agree with :func:`_plain_header` on what the size checks used."""
+    theirs = (record.n_sig, list(record.file_name), [str(f) for f in record.fmt],
+              [o or None for o in record.byte_offset], [s or 1 for s in record.samps_per_frame])
+    ours = (plain.n_sig, plain.file_name, plain.fmt, [o or None for o in plain.byte_offset], plain.samps_per_frame)
+    if theirs != ours or (plain.sig_len is not None and record.sig_len != plain.sig_len):
+        raise ECGFileError(f"{hea}: wfdb reads this header differently from its plain text; it is ambiguous.")
 
 
 def _check_wfdb_header(header: Any, hea: Path, max_values: int) -> None:
@@ -245,18 +298,27 @@ def read_wfdb(
     import wfdb
 
     hea = header_path(Path(path))
-    with _wfdb_source(hea) as (name, header):
-        _check_wfdb_header(header, hea, max_values)
-        multi = isinstance(header, wfdb.MultiRecord)
-        try:
-            record = wfdb.rdrecord(name, physical=multi, return_res=64)
-        except FileNotFoundError as exc:
-            raise ECGFileNotFoundError(f"{hea}: a file of the record is missing ({exc}).") from exc
-        except Exception as exc:  # wfdb raises ValueError, IndexError, soundfile errors ... on corrupt data
-            raise ECGFileError(
-                f"{hea}: cannot read the record's signals ({type(exc).__name__}: {exc}); the signal files are "
-                "corrupt or disagree with the header."
-            ) from exc
+    text = _header_text(hea)
+    plain, record, multi = _plain_header(text), None, False
+    if plain is not None:  # one parse: bounded from the text, then read by wfdb (see _plain_header)
+        _check_wfdb_header(plain, hea, max_values)
+        with contextlib.suppress(Exception):  # any failure: the checked route below says what is wrong
+            record = wfdb.rdrecord(os.fspath(hea)[: -len(hea.suffix)], physical=False, return_res=64)
+        if record is not None:
+            _same_header(plain, record, hea)
+    if record is None:
+        with _wfdb_source(hea, text) as (name, header):
+            _check_wfdb_header(header, hea, max_values)
+            multi = isinstance(header, wfdb.MultiRecord)
+            try:
+                record = wfdb.rdrecord(name, physical=multi, return_res=64)
+            except FileNotFoundError as exc:
+                raise ECGFileNotFoundError(f"{hea}: a file of the record is missing ({exc}).") from exc
+            except Exception as exc:  # wfdb raises ValueError, IndexError, soundfile errors ... on corrupt data
+                raise ECGFileError(
+                    f"{hea}: cannot read the record's signals ({type(exc).__name__}: {exc}); the signal files are "
+                    "corrupt or disagree with the header."
+                ) from exc
     names = [str(n) if n else f"signal {i}" for i, n in enumerate(record.sig_name or [None] * record.n_sig)]
     units = [u or "mV" for u in (record.units or ["mV"] * record.n_sig)]
     try:
