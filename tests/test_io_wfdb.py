@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections import Counter
 import tracemalloc
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -338,7 +338,8 @@ def test_plain_headers_are_parsed_once_and_read_like_the_checked_route(data_root
     from tac_ecg_hf.data.io import wfdb_records
 
     headers = sorted((data_root / "cpsc2018").glob("*.hea"))[:20] + sorted((data_root / "cinc2020").glob("*.hea"))
-    headers += sorted((data_root / "ludb" / "data").glob("*.hea"))[:10] + sorted((data_root / "cinc2017").glob("*.hea"))[:3]
+    headers += sorted((data_root / "ludb" / "data").glob("*.hea"))[:10]
+    headers += sorted((data_root / "cinc2017").glob("*.hea"))[:3]
     parses = []
     real_rdheader = wfdb.io.record.rdheader
 
