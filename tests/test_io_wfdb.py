@@ -347,7 +347,8 @@ def test_plain_headers_are_parsed_once_and_read_like_the_checked_route(data_root
         parses.append(args[0])
         return real_rdheader(*args, **kwargs)
 
-    monkeypatch.setattr(wfdb.io.record, "rdheader", counting)
+    monkeypatch.setattr(wfdb.io.record, "rdheader", counting)  # what wfdb.rdrecord calls
+    monkeypatch.setattr(wfdb, "rdheader", counting)
     fast = {hea.name: read_record(hea, lead_names=("I",) if "cinc2017" in str(hea) else None) for hea in headers}
     assert all(wfdb_records._plain_header(h.read_text()) is not None for h in headers)
     counts = Counter(Path(name).name for name in parses)
@@ -356,10 +357,13 @@ def test_plain_headers_are_parsed_once_and_read_like_the_checked_route(data_root
     assert repaired and all(counts[h.stem] == 1 for h in headers if h.stem not in repaired), counts
     assert all(counts[stem] > 1 for stem in repaired)
     monkeypatch.setattr(wfdb_records, "_plain_header", lambda text: None)
+    parses.clear()
     for hea in headers:
         checked = read_record(hea, lead_names=("I",) if "cinc2017" in str(hea) else None)
         np.testing.assert_array_equal(fast[hea.name].signal, checked.signal)
         assert fast[hea.name].meta == checked.meta and fast[hea.name].lead_names == checked.lead_names
+    counts = Counter(Path(name).name for name in parses)
+    assert all(counts[h.stem] == 2 for h in headers if h.stem not in repaired), counts  # rdheader, then rdrecord
 
 
 @pytest.mark.parametrize(
