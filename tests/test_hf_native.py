@@ -89,6 +89,21 @@ def test_peft_model_on_a_float32_batch_infers_problem_type_from_the_labels(offli
     torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits, class_ids))
 
 
+def test_adapters_load_without_deprecation_warnings(offline_home):
+    """PEFT 0.21 reads transformers' deprecated ``is_gradient_checkpointing`` on every wrap: our models answer it
+    without the FutureWarning, for get_peft_model and for ECGTaskClassifier's task adapters alike."""
+    import warnings
+
+    from tac_ecg_hf.inference import ECGTaskClassifier
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        base = AutoModelForSequenceClassification.from_pretrained(XRESNET, num_labels=5)
+        model = get_peft_model(base, LRCConfig.for_task("ptbxl-super", r=8), adapter_name="ptbxl-super")
+        assert model.is_gradient_checkpointing is False
+        ECGTaskClassifier.from_pretrained(XRESNET, tasks=["cpsc2018"])
+
+
 @pytest.mark.parametrize("auto_class", [AutoPeftModel, AutoPeftModelForSequenceClassification])
 def test_auto_peft_model_loads_a_task_adapter_in_float32(auto_class, offline_home):
     folder = str(bundled_path(XRESNET) / "cpsc2018")

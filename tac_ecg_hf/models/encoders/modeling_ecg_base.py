@@ -153,6 +153,12 @@ class ECGPreTrainedModel(PreTrainedModel):
     main_input_name = "input_values"
     supports_gradient_checkpointing = False
 
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """transformers 5 deprecated this property for ``is_activation_checkpointing`` (a FutureWarning on each read),
+        and PEFT 0.21's ``PeftModel.__init__`` still reads it: every adapter load warned. Same answer, no warning."""
+        return self.is_activation_checkpointing
+
     def full_auto_map(self) -> dict:
         """auto_map naming the config, the bare encoder and the classifier of this family, so that a saved
         checkpoint loads with ``trust_remote_code=True`` through any Auto class where the package is missing."""
