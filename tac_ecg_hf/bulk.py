@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import IterableDataset
 
 from .errors import InvalidArgumentError
 
@@ -57,60 +58,85 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     return unique
 
 
-class _RecordDataset:
-    """Reads and prepares one file per item in a DataLoader worker; errors become part of the item."""
+class _RecordStream(IterableDataset):
+    """This worker's share of the records (every ``num_workers``-th), read and prepared, yielded as *packs* of about
+    ``batch_size`` windows: a list of entries, each a record's head (its fields and window counts, errors included)
+    or a piece of at most ``batch_size`` windows of one task of the record before it.
+
+    Why packs instead of transformers' one-example-per-item dataset: the model runs only when a batch of windows is
+    full, and that forward takes about as long as preparing the records behind it. With one record per item, a
+    prefetch of a few items lets the workers run a few records ahead (reading and the model then take turns: bulk ran
+    at 0.38x the forward alone, see RESULTS.md), and a prefetch of a batch of records would hold that many records in
+    memory however long they are. A pack is one batch of work, whatever the records' length, so a prefetch of two
+    packs per worker overlaps reading and the model with memory bounded by about two batches of windows per worker
+    (plus the record a worker is reading); a long record's windows are made and sent a batch at a time.
+    """
 
     def __init__(self, paths: Sequence[Path], extractors: dict, read_kwargs: dict, batch_size: int):
+        super().__init__()
         self.paths = list(paths)
         self.extractors = extractors
         self.read_kwargs = read_kwargs
         self.batch_size = batch_size
 
-    def __len__(self) -> int:
-        return len(self.paths)
+    def __iter__(self):
+        from torch.utils.data import get_worker_info
 
-    def __getitem__(self, i: int) -> dict:
+        info = get_worker_info()
+        start, step = (info.id, info.num_workers) if info is not None else (0, 1)
+        pack, size = [], 0
+        for i in range(start, len(self.paths), step):
+            for entry in self._record(i):
+                pack.append(entry)
+                size += len(entry.get("windows", ()))
+                if size >= self.batch_size:
+                    yield pack
+                    pack, size = [], 0
+        if pack:
+            yield pack
+
+    def _record(self, i: int):
+        """The head of record ``i``, then its windows task by task in pieces of at most ``batch_size``."""
         from .data import read_record
         from .inference import reference_labels
 
         path = self.paths[i]
-        item = {
-            "index": i,
-            "path": str(path),
-            "record_id": path.stem,
-            "windows": {},
-            "notes": {},
-            "errors": {},
-            "reference": [],
-        }
+        head = {"index": i, "path": str(path), "record_id": path.stem, "total": {}, "notes": {}, "errors": {},
+                "reference": []}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
                 record = read_record(path, **self.read_kwargs)
             except (ValueError, OSError) as err:  # the package's input errors are ValueError/OSError subclasses
-                item["errors"] = dict.fromkeys(self.extractors, _one_line(err))
-                return item
-            item["record_id"] = record.record_id
-            item["reference"] = reference_labels(record)
+                head["errors"] = dict.fromkeys(self.extractors, _one_line(err))
+                yield head
+                return
+            head["record_id"] = record.record_id
+            head["reference"] = reference_labels(record)
             # each task on its own: a single-lead record fails a 12-lead task and still gets its single-lead ones
+            prepared = {}
             for task, fe in self.extractors.items():
                 try:
-                    prepared = fe.prepare(record)
-                    item["windows"][task] = np.concatenate(list(fe.iter_windows(prepared, batch_size=self.batch_size)))
+                    prepared[task] = fe.prepare(record)
                 except (ValueError, OSError) as err:
-                    item["errors"][task] = _one_line(err)
+                    head["errors"][task] = _one_line(err)
                     continue
-                pad = fe.padding_note(prepared)
-                item["notes"][task] = list(prepared.notes) + ([pad] if pad else [])
-        return item
+                pad = fe.padding_note(prepared[task])
+                head["notes"][task] = list(prepared[task].notes) + ([pad] if pad else [])
+                head["total"][task] = len(fe.window_starts(prepared[task].num_samples))
+        del record
+        yield head
+        for task, item in prepared.items():
+            for windows in self.extractors[task].iter_windows(item, batch_size=self.batch_size):
+                yield {"index": i, "task": task, "windows": windows}
 
 
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
-def _identity(item):
-    return item
+def _identity(pack):
+    return pack
 
 
 class ResultWriter:
@@ -281,18 +307,14 @@ def bulk_predict(
         writer.done |= ResultWriter(target, labels).done
     pending = [p for p in paths if any((str(p), t) not in writer.done for t in tasks)]
     extractors = {task: classifier.feature_extractor(task) for task in tasks}
-    dataset = _RecordDataset(pending, extractors, read_kwargs or {}, batch_size)
-    # The model runs only when a batch of windows is full, i.e. every ~batch_size / (windows per record) records, and
-    # that forward takes about as long as preparing those records. The workers must be allowed to run a whole batch
-    # ahead (``prefetch_factor`` is per worker), else reading and the model take turns instead of overlapping (with
-    # transformers' audio example's prefetch of 2-4 items, bulk ran at 0.38x the forward alone; see RESULTS.md).
-    # Memory stays bounded by ~2 batches of prepared records, whatever the number of records.
+    dataset = _RecordStream(pending, extractors, read_kwargs or {}, batch_size)
+    # batch_size=None: the packs are the batches (see _RecordStream); two packs ahead per worker
     loader = DataLoader(
         dataset,
         batch_size=None,
         num_workers=num_workers,
         collate_fn=_identity,
-        prefetch_factor=max(4, -(-2 * batch_size // num_workers)) if num_workers else None,
+        prefetch_factor=2 if num_workers else None,
         persistent_workers=False,
     )
     packers = {task: WindowPacker(batch_size) for task in tasks}
@@ -338,24 +360,24 @@ def bulk_predict(
 
     bar = tqdm(total=len(pending), unit="rec", desc="predicting", disable=not progress, dynamic_ncols=True)
     with torch.inference_mode():
-        for item in loader:
-            index = item["index"]
-            item.update(sums={}, counts={}, left={t: len(item["windows"].get(t, ())) for t in tasks})
-            in_flight[index] = item
-            failed += bool(item["errors"])
-            if not item["windows"]:  # nothing to run: every task failed
-                finish(index)
-            for task in tasks:
-                if task in item["windows"]:
-                    for batch in packers[task].add(item["windows"][task], index):
-                        run(task, *batch)
-            item["windows"] = {}
+        for pack in loader:
+            for entry in pack:
+                index = entry["index"]
+                if "task" in entry:  # a piece of the windows of a record whose head came before
+                    for batch in packers[entry["task"]].add(entry["windows"], index):
+                        run(entry["task"], *batch)
+                    continue
+                entry.update(sums={}, counts={}, left={t: entry["total"].get(t, 0) for t in tasks})
+                in_flight[index] = entry
+                failed += bool(entry["errors"])
+                if not any(entry["left"].values()):  # nothing to run: every task failed
+                    finish(index)
+                bar.update(1)
             # bound the records in flight: flush partial batches when too many records wait for their windows
             if len(in_flight) > 4 * batch_size:
                 for task in tasks:
                     for batch in packers[task].flush():
                         run(task, *batch)
-            bar.update(1)
         for task in tasks:
             for batch in packers[task].flush():
                 run(task, *batch)

@@ -237,6 +237,42 @@ def test_memory_stays_flat_as_the_record_count_grows(tiny_repo, data_root, tmp_p
     assert peaks[200] < 1.2 * peaks[25] + 2**20, peaks
 
 
+def test_long_records_travel_in_pieces_of_one_batch(tiny_repo, data_root, tmp_path):
+    """A 10-minute record among short ones: the workers send packs of about one batch of windows (so that two packs
+    ahead per worker bound memory whatever the records' length), a long record's windows a batch at a time after its
+    head, and its row is the window average ``ECGTaskClassifier.predict`` gives."""
+    from tac_ecg_hf.bulk import _RecordStream
+    from tac_ecg_hf.data import read_record
+
+    record = read_record(data_root / "cinc2020" / "HR00001.hea")  # 10 s at 500 Hz
+    for name, repeat in (("long", 60), ("short1", 1), ("short2", 1)):
+        np.save(tmp_path / f"{name}.npy", np.tile(record.signal, (1, repeat)))
+        (tmp_path / f"{name}.json").write_text(json.dumps({"sampling_rate": record.sampling_rate,
+                                                           "lead_names": list(record.lead_names)}))
+    clf = ECGTaskClassifier.from_pretrained(tiny_repo)
+    paths = [tmp_path / f"{name}.npy" for name in ("short1", "long", "short2")]
+    batch = 4
+    packs = list(_RecordStream(paths, {"cpsc2018": clf.feature_extractor("cpsc2018")}, {}, batch))
+    entries = [entry for pack in packs for entry in pack]
+    heads = {e["index"]: e for e in entries if "task" not in e}
+    assert sorted(heads) == [0, 1, 2] and heads[1]["total"]["cpsc2018"] > 10 * batch
+    for i, head in heads.items():  # each record's pieces come after its head and add up to its windows
+        position = next(k for k, e in enumerate(entries) if e is head)
+        pieces = [(k, e) for k, e in enumerate(entries) if e.get("task") and e["index"] == i]
+        assert all(k > position and len(e["windows"]) <= batch for k, e in pieces)
+        pieces = [e for _, e in pieces]
+        assert sum(len(p["windows"]) for p in pieces) == head["total"]["cpsc2018"]
+    assert max(sum(len(e.get("windows", ())) for e in pack) for pack in packs) < 2 * batch
+
+    out = tmp_path / "out.csv"
+    bulk_predict(clf, paths, ["cpsc2018"], out, batch_size=batch, num_workers=1, progress=False)
+    rows = read_rows(out).set_index("record_id")
+    expected = clf.predict(paths[1], "cpsc2018")
+    assert expected.num_windows == heads[1]["total"]["cpsc2018"]
+    got = rows.loc["long", [f"prob/{label}" for label in expected.labels]].to_numpy(float)
+    np.testing.assert_allclose(got, expected.probabilities, atol=2e-6)
+
+
 def test_merge_ranks_joins_every_process_output(tmp_path):
     """The main process appends each process's rows to the requested file (also onto rows of an earlier run) and
     removes the per-process files."""
