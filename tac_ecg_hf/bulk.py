@@ -97,24 +97,35 @@ class _RecordStream(IterableDataset):
 
     def _record(self, i: int):
         """The head of record ``i``, then its windows task by task in pieces of at most ``batch_size``."""
+        head, prepared = self._prepare(i)
+        yield head
+        for task, signal in prepared.items():
+            for windows in self.extractors[task].iter_windows(signal, batch_size=self.batch_size):
+                yield {"index": i, "task": task, "windows": windows}
+
+    def _prepare(self, i: int) -> tuple[dict, dict]:
+        """Record ``i`` read and prepared for each task, with warnings silenced (they are the data layer's notes,
+        which the rows carry): its head and the prepared signals of the tasks that did not fail. A plain function
+        rather than part of the generator, so that the ``catch_warnings`` context never spans a ``yield`` (a
+        generator suspended inside it leaves the filters changed for whatever runs meanwhile, the main process
+        itself with ``num_workers=0``)."""
         from .data import read_record
         from .inference import reference_labels
 
         path = self.paths[i]
         head = {"index": i, "path": str(path), "record_id": path.stem, "total": {}, "notes": {}, "errors": {},
                 "reference": []}
+        prepared = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
                 record = read_record(path, **self.read_kwargs)
             except (ValueError, OSError) as err:  # the package's input errors are ValueError/OSError subclasses
                 head["errors"] = dict.fromkeys(self.extractors, _one_line(err))
-                yield head
-                return
+                return head, prepared
             head["record_id"] = record.record_id
             head["reference"] = reference_labels(record)
             # each task on its own: a single-lead record fails a 12-lead task and still gets its single-lead ones
-            prepared = {}
             for task, fe in self.extractors.items():
                 try:
                     prepared[task] = fe.prepare(record)
@@ -124,11 +135,7 @@ class _RecordStream(IterableDataset):
                 pad = fe.padding_note(prepared[task])
                 head["notes"][task] = list(prepared[task].notes) + ([pad] if pad else [])
                 head["total"][task] = len(fe.window_starts(prepared[task].num_samples))
-        del record
-        yield head
-        for task, item in prepared.items():
-            for windows in self.extractors[task].iter_windows(item, batch_size=self.batch_size):
-                yield {"index": i, "task": task, "windows": windows}
+        return head, prepared
 
 
 def _one_line(err: BaseException) -> str:

@@ -252,7 +252,15 @@ def test_long_records_travel_in_pieces_of_one_batch(tiny_repo, data_root, tmp_pa
     clf = ECGTaskClassifier.from_pretrained(tiny_repo)
     paths = [tmp_path / f"{name}.npy" for name in ("short1", "long", "short2")]
     batch = 4
-    packs = list(_RecordStream(paths, {"cpsc2018": clf.feature_extractor("cpsc2018")}, {}, batch))
+    import warnings
+
+    filters, packs = list(warnings.filters), []
+    for pack in _RecordStream(paths + [tmp_path / "missing.npy"], {"cpsc2018": clf.feature_extractor("cpsc2018")},
+                              {}, batch):
+        assert warnings.filters == filters  # the stream silences warnings only while it reads, never across a yield
+        packs.append(pack)
+    assert packs[-1][-1]["errors"] and packs[-1][-1]["index"] == 3  # the missing file: a head with its error
+    packs[-1] = packs[-1][:-1]
     entries = [entry for pack in packs for entry in pack]
     heads = {e["index"]: e for e in entries if "task" not in e}
     assert sorted(heads) == [0, 1, 2] and heads[1]["total"]["cpsc2018"] > 10 * batch
