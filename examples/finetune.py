@@ -19,6 +19,7 @@ and `tac-ecg push <output_dir> --repo-id org/name` publishes it with a model car
 
 import sys
 
+from tac_ecg_hf.distributed import end_distributed_run
 from tac_ecg_hf.jsonutil import dumps
 from tac_ecg_hf.training import (
     DataArguments,
@@ -38,6 +39,7 @@ def main(argv=None):
     result = run_finetune(model_args, data_args, training_args, command=command_line("examples/finetune.py", argv))
     if training_args.process_index == 0:
         print(dumps(result.to_dict(), indent=2))
+    end_distributed_run()  # under accelerate launch: the gloo group goes before the interpreter exits
 
 
 if __name__ == "__main__":

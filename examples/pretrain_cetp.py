@@ -13,6 +13,7 @@ Hugging Face text model works with --text_model. Runs under `accelerate launch` 
 processes).
 """
 
+from tac_ecg_hf.distributed import end_distributed_run
 from tac_ecg_hf.jsonutil import dumps
 from tac_ecg_hf.training import CETPArguments, DataArguments, command_line, parse_args, run_pretrain_cetp
 
@@ -26,6 +27,7 @@ def main(argv=None):
     )
     if training_args.process_index == 0:
         print(dumps(metrics, indent=2))
+    end_distributed_run()  # under accelerate launch: the gloo group goes before the interpreter exits
 
 
 if __name__ == "__main__":

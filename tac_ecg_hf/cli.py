@@ -168,6 +168,7 @@ def _cmd_predict(args) -> int:
 
 def _predict_bulk(args, tasks: list[str]) -> int:
     from .bulk import bulk_predict
+    from .distributed import end_distributed_run
     from .inference import ECGTaskClassifier
 
     clf = ECGTaskClassifier.from_pretrained(
@@ -178,6 +179,7 @@ def _predict_bulk(args, tasks: list[str]) -> int:
         clf, args.records, tasks, args.out, batch_size=args.batch_size, num_workers=args.workers,
         threshold=args.threshold, read_kwargs=_read_kwargs(args), progress=not args.quiet,
     )
+    end_distributed_run()  # under accelerate launch: all processes merged, the gloo group goes before exit
     print(
         f"{summary.records} record(s) predicted in {summary.seconds:.1f} s ({summary.records_per_second:.1f} "
         f"records/s), {summary.failed} failed (their rows hold the error), {summary.skipped} already in {args.out}; "

@@ -364,6 +364,8 @@ loss.backward()
 with open(f"rank{rank}.json", "w") as fh:
     json.dump({"rank": rank, "world": world, "loss": loss.item(), "reference": reference.item(),
                "grad_error": (local_ecg.grad - reference_ecg.grad[shard]).abs().max().item()}, fh)
+accelerator.wait_for_everyone()
+accelerator.end_training()  # destroys the gloo group: exiting with it alive can abort (SIGABRT) at shutdown
 """
 
 
