@@ -276,6 +276,32 @@ def fmt(ms: tuple) -> str:
     return "n/a" if n == 0 else (f"{m:.3f} ± {s:.3f}" if n > 1 else f"{m:.3f}")
 
 
+SHORT_NAMES = {"lrc": "CETP + LRC", "full": "CETP + full", "scratch": "scratch", "lrc-supervised": "LRC on supervised",
+               "lrc-random": "LRC on random"}
+#: the comparisons the claims are about: (method, against), each a per-fold paired difference of macro-AUC
+PAIRS = (("lrc", "full"), ("lrc", "scratch"), ("lrc", "lrc-supervised"), ("lrc", "lrc-random"))
+
+
+def paired_differences(rows: list[dict]) -> list[dict]:
+    """Per encoder, fraction and pair of methods: the macro-AUC difference on each fold both ran (the two methods
+    see the same test records, so the fold-to-fold spread of the test sets cancels), with its mean and sd."""
+    auc = {(r["encoder"], r["fraction"], r["method"], r["fold"]): r["test"].get("macro_auc") for r in rows}
+    out = []
+    for encoder in sorted({r["encoder"] for r in rows}):
+        for fraction in sorted({r["fraction"] for r in rows}):
+            for a, b in PAIRS:
+                diffs = {
+                    fold: auc[encoder, fraction, a, fold] - auc[encoder, fraction, b, fold]
+                    for (e, f, m, fold) in auc
+                    if (e, f, m) == (encoder, fraction, a) and auc.get((encoder, fraction, b, fold)) is not None
+                    and auc[encoder, fraction, a, fold] is not None
+                }
+                if diffs:
+                    out.append({"encoder": encoder, "fraction": fraction, "method": a, "against": b,
+                                "per_fold": dict(sorted(diffs.items())), "difference": mean_sd(diffs.values())})
+    return out
+
+
 def markdown(rows: list[dict], summary: list[dict], args, seconds: float) -> str:
     lines = [
         f"# Quality benchmark: `{args.task}`",
@@ -299,6 +325,24 @@ def markdown(rows: list[dict], summary: list[dict], args, seconds: float) -> str
                 f"| {e['encoder']} | {METHOD_NAMES.get(e['method'], e['method'])} | {len(e['folds'])} | "
                 f"{fmt(e['macro_auc'])} | {fmt(e['macro_f1'])} | {fmt(e['softmax_macro_auc'])} | "
                 f"{e['trainable_params']:,} ({e['trainable_pct']:.2f}%) | {e['train_seconds']:.0f} |"
+            )
+        lines.append("")
+    pairs = [d for d in paired_differences(rows) if len(d["per_fold"]) > 1]
+    if pairs:
+        lines += [
+            "## Paired differences of macro-AUC (points), fold by fold",
+            "",
+            "| encoder | labels | difference | folds | mean ± sd | folds where > 0 | per fold |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for d in pairs:
+            m, sd, n = d["difference"]
+            positive = sum(v > 0 for v in d["per_fold"].values())
+            per_fold = ", ".join(f"{fold}: {100 * v:+.1f}" for fold, v in d["per_fold"].items())
+            lines.append(
+                f"| {d['encoder']} | {d['fraction']:.0%} | {SHORT_NAMES.get(d['method'], d['method'])} - "
+                f"{SHORT_NAMES.get(d['against'], d['against'])} | {n} | {100 * m:+.1f} ± {100 * sd:.1f} | "
+                f"{positive} of {n} | {per_fold} |"
             )
         lines.append("")
     for encoder in args.encoders:
@@ -348,6 +392,23 @@ def plots(rows: list[dict], summary: list[dict], out: Path, task: str, tag: str)
         fig.savefig(out / f"label_efficiency_{tag}.png", dpi=130)
         plt.close(fig)
         made.append(f"label_efficiency_{tag}.png")
+    pairs = [d for d in paired_differences(rows) if len(d["per_fold"]) > 1 and d["against"] in ("full", "scratch")]
+    if pairs:  # per-fold paired differences: where a mean hides the spread
+        fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        labels = []
+        for i, d in enumerate(pairs):
+            values = 100 * np.asarray(list(d["per_fold"].values()))
+            ax.scatter(np.full(len(values), i), values, s=18, alpha=0.7)
+            ax.errorbar(i + 0.18, values.mean(), yerr=values.std(ddof=1), fmt="k_", capsize=4)
+            labels.append(f"{d['encoder']}\n{d['fraction']:.0%}: LRC - {d['against']}")
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xticks(range(len(pairs)), labels, fontsize=7)
+        ax.set(ylabel="macro-AUC difference (points)", title=f"Paired differences per test fold ({task})")
+        ax.grid(alpha=0.3, axis="y")
+        fig.tight_layout()
+        fig.savefig(out / f"paired_{tag}.png", dpi=130)
+        plt.close(fig)
+        made.append(f"paired_{tag}.png")
     full = [e for e in summary if e["fraction"] == 1.0]
     if full:  # parameter efficiency
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -465,7 +526,8 @@ def main(argv=None) -> dict:
                "elapsed_s": time.time() - start}
     report = common.header_markdown(results) + "\n\n" + markdown(rows, summary, args, time.time() - start)
     figures = plots(rows, summary, args.out, args.task, name.removeprefix("quality_"))
-    dump_json({**results, "rows": rows, "summary": summary, "figures": figures}, args.out / f"{name}.json")
+    dump_json({**results, "rows": rows, "summary": summary, "paired": paired_differences(rows), "figures": figures},
+              args.out / f"{name}.json")
     (args.out / f"{name}.md").write_text(report + "\n" + "\n".join(f"![{f}]({f})" for f in figures) + "\n")
     print(report)
     return {"rows": rows, "summary": summary}

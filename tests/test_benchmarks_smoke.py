@@ -177,3 +177,26 @@ def test_bench_quality_quick(tmp_path, data_root, ptbxl_dir):
     assert "## 100% of the training labels" in report and "softmax-AUC" in report
     for png in data["figures"]:
         assert (tmp_path / "out" / png).stat().st_size > 5_000
+
+
+def test_paired_differences_pair_the_methods_fold_by_fold():
+    """bench_quality's paired differences: per fold, only folds both methods ran, mean and sd of the differences."""
+    sys.path.insert(0, str(BENCH_DIR))
+    try:
+        import bench_quality
+    finally:
+        sys.path.remove(str(BENCH_DIR))
+
+    def row(method, fold, auc):
+        return {"encoder": "e", "fraction": 0.1, "method": method, "fold": fold, "test": {"macro_auc": auc}}
+
+    rows = [row("lrc", 1, 0.90), row("lrc", 2, 0.80), row("lrc", 3, 0.70), row("scratch", 1, 0.85),
+            row("scratch", 2, 0.78), row("full", 3, 0.71)]  # fold 3 has no scratch, folds 1-2 no full
+    pairs = {d["against"]: d for d in bench_quality.paired_differences(rows)}
+    assert set(pairs) == {"scratch", "full"}
+    scratch = pairs["scratch"]
+    assert list(scratch["per_fold"]) == [1, 2]
+    assert [round(v, 6) for v in scratch["per_fold"].values()] == [0.05, 0.02]
+    mean, sd, n = scratch["difference"]
+    assert n == 2 and math.isclose(mean, 0.035) and math.isclose(sd, math.sqrt(2 * 0.015**2))
+    assert pairs["full"]["difference"][2] == 1 and math.isclose(pairs["full"]["difference"][0], -0.01)
