@@ -237,6 +237,47 @@ def run_folder(tmp_path, offline_home, monkeypatch):
     return {"folder": out, "command": command, "test": test}
 
 
+_REMOTE_LOAD = """
+import json, sys
+import torch
+from transformers import AutoFeatureExtractor, AutoModel
+model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+fe = AutoFeatureExtractor.from_pretrained(sys.argv[1], trust_remote_code=True)
+with torch.no_grad():
+    pooled = model(torch.load(sys.argv[2])).pooler_output
+assert not any(m == "tac_ecg_hf" or m.startswith("tac_ecg_hf.") for m in sys.modules)
+print(json.dumps({"model": type(model).__module__ + "." + type(model).__name__, "fe": type(fe).__name__,
+                  "pooled": pooled.tolist()}))
+"""
+
+
+def test_an_adapter_run_on_a_bundled_base_loads_with_remote_code_without_the_package(run_folder, tmp_path):
+    """The run folder copies the bundled base's config.json, whose auto_map names the encoder's modules, while the
+    bundled checkpoint ships no code: the run folder gets the modules, so that its encoder and feature extractor load
+    through the Auto classes with trust_remote_code where tac-ecg-hf is not installed, with the same outputs."""
+    from tac_ecg_hf.hub.code import missing_remote_code
+
+    folder = run_folder["folder"]
+    assert missing_remote_code(bundled_path("tac-ecg/resnet-cetp"))  # the bundle itself holds no code ...
+    assert missing_remote_code(folder) == {}  # ... the run folder all it names
+    assert {"configuration_resnet1d.py", "modeling_resnet1d.py", "modeling_ecg_base.py",
+            "feature_extraction_ecg.py"} <= {p.name for p in folder.glob("*.py")}
+    x = torch.randn(2, 12, 500, generator=torch.Generator().manual_seed(0))
+    torch.save(x, tmp_path / "x.pt")
+    (tmp_path / "load.py").write_text(_REMOTE_LOAD)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
+    env.update(HF_MODULES_CACHE=str(tmp_path / "hf_modules"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-I", "load.py", str(folder), "x.pt"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert loaded["model"].startswith("transformers_modules") and loaded["model"].endswith(".ResNet1dModel")
+    assert loaded["fe"] == "ECGFeatureExtractor"
+    with torch.no_grad():
+        expected = AutoModel.from_pretrained(folder).eval()(x).pooler_output
+    assert torch.allclose(torch.tensor(loaded["pooled"]), expected, atol=1e-6)
+
+
 def test_the_run_folder_json_is_strict(run_folder):
     files = sorted(run_folder["folder"].rglob("*.json"))
     assert {f.name for f in files} >= {"result.json", "adapter_config.json", "card_metadata.json", "config.json",
@@ -255,7 +296,7 @@ def test_push_publishes_the_run_with_a_model_card(run_folder, hub, monkeypatch, 
     assert repo_id in capsys.readouterr().out
     files = set(hub.list_files(repo_id))
     assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json",
-            "cpsc2018/adapter_config.json", "cpsc2018/adapter_model.safetensors"} <= files
+            "cpsc2018/adapter_config.json", "cpsc2018/adapter_model.safetensors", "modeling_resnet1d.py"} <= files
     for name in (f for f in files if f.endswith(".json")):
         strict_json(Path(hf_hub_download(repo_id, name)).read_text())
     card = ModelCard.load(hf_hub_download(repo_id, "README.md"))
@@ -268,6 +309,24 @@ def test_push_publishes_the_run_with_a_model_card(run_folder, hub, monkeypatch, 
     # the published repo is one the package's loaders read
     clf = ECGTaskClassifier.from_pretrained(repo_id)
     assert clf.tasks == ["cpsc2018"] and clf.thresholds("cpsc2018") == [0.4] * 9
+
+
+def test_push_adds_the_code_auto_map_names_and_leaves_the_folder_alone(run_folder, hub, monkeypatch, tmp_path):
+    import shutil
+
+    from tac_ecg_hf.hub import push_run
+
+    local_hub_env(monkeypatch, hub, offline=False)
+    folder = tmp_path / "no-code"
+    shutil.copytree(run_folder["folder"], folder)
+    for path in folder.rglob("*.py"):
+        path.unlink()
+    before = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+    push_run(folder, "tac-test/no-code", endpoint=hub.endpoint)
+    files = set(hub.list_files("tac-test/no-code"))
+    assert {"configuration_resnet1d.py", "configuration_ecg_base.py", "modeling_resnet1d.py", "modeling_ecg_base.py",
+            "feature_extraction_ecg.py", "errors.py"} <= files
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == before
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi
 
 from ..errors import InvalidArgumentError
 from .card import build_model_card, is_generated_card
+from .code import missing_remote_code
 from .errors import hub_errors
 from .resolve import task_adapters_in
 
@@ -46,7 +47,8 @@ def push_run(
     a full or linear-probe run is a plain model folder. The ``README.md`` uploaded is the folder's own when a person
     wrote it, else a model card generated from the run's metadata (:func:`~tac_ecg_hf.hub.build_model_card`); the
     folder itself is not modified. Trainer checkpoints, logs and pickle files are left out
-    (:data:`PUSH_IGNORE_PATTERNS`).
+    (:data:`PUSH_IGNORE_PATTERNS`); the code modules an ``auto_map`` names but the folder lacks are added from the
+    installed package (:func:`~tac_ecg_hf.hub.code.missing_remote_code`).
 
     Raises:
         InvalidArgumentError: the folder holds neither a model nor a task adapter.
@@ -64,6 +66,10 @@ def push_run(
     else:
         card = str(build_model_card(folder, repo_id)).encode()
     operations = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=folder / f) for f in files]
+    # the modules auto_map names but the folder lacks (a bundled base ships no code): from the installed package, so
+    # that the repo loads with trust_remote_code where tac-ecg-hf is not installed
+    operations += [CommitOperationAdd(path_in_repo=name, path_or_fileobj=source)
+                   for name, source in missing_remote_code(folder).items() if name not in files]
     operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card))
     api = HfApi(endpoint=endpoint, token=token)
     with hub_errors(repo_id, endpoint=api.endpoint):

@@ -236,6 +236,7 @@ def save_run(model, feature_extractor, task: str, model_args: ModelArguments, ou
 
     from peft import PeftModel
 
+    from ..hub.code import missing_remote_code
     from ..inference import resolve_model
     from ..safety import atomic_save_pretrained
 
@@ -251,6 +252,9 @@ def save_run(model, feature_extractor, task: str, model_args: ModelArguments, ou
         root_fe.save_pretrained(out)
         if feature_extractor.settings() != root_fe.settings():
             feature_extractor.save_pretrained(out / task)
+        # the copied config.json names the encoder's modules in auto_map; a bundled base holds no code
+        for name, source in missing_remote_code(out).items():
+            shutil.copyfile(source, out / name)
         return
     atomic_save_pretrained(model, out / ".model-tmp")
     for name in os.listdir(out / ".model-tmp"):
