@@ -200,3 +200,22 @@ def test_paired_differences_pair_the_methods_fold_by_fold():
     mean, sd, n = scratch["difference"]
     assert n == 2 and math.isclose(mean, 0.035) and math.isclose(sd, math.sqrt(2 * 0.015**2))
     assert pairs["full"]["difference"][2] == 1 and math.isclose(pairs["full"]["difference"][0], -0.01)
+
+
+def test_bench_zero_shot_quick(tmp_path, data_root):
+    """bench_zero_shot.py on a few real records of each database: the bundled dual encoder, one prompt per class (the
+    label map's descriptions for CPSC2018 / CinC 2017; lead-I records through the cinc2017 feature extractor)."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH_DIR / "bench_zero_shot.py"), "--models", "tac-ecg/resnet-cetp", "--max-records",
+         "8", "--data-dir", str(data_root), "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+    )
+    assert proc.returncode == 0, f"bench_zero_shot.py failed:\n{proc.stderr[-4000:]}\n{proc.stdout[-2000:]}"
+    data = json.loads((tmp_path / "zero_shot.json").read_text())
+    _check_machine(data["machine"])
+    assert [r["task"] for r in data["rows"]] == ["ptbxl-super", "cpsc2018", "cinc2017"]
+    for row in data["rows"]:
+        assert row["n"] == 8 and _unit_interval(row["macro_auc"])
+        assert len(row["prompts"]) == len(row["auc_per_class"]) and all(row["prompts"].values())
+    assert data["rows"][1]["prompts"]["I-AVB"] == "first-degree atrioventricular block"
+    assert "| tac-ecg/resnet-cetp | cinc2017 |" in (tmp_path / "zero_shot.md").read_text()
