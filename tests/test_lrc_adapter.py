@@ -137,7 +137,7 @@ def test_trainable_ratio_on_xresnet1d101():
     serial = lrc_modules(peft_model, LRCSerial)
     # after the stem BatchNorms and the BatchNorm after each block's kernel-3 conv: 3 + (3 + 4 + 23 + 3)
     assert len(serial) == 3 + 33
-    assert all(m.get_base_layer().__class__ is nn.BatchNorm1d for m in serial.values())
+    assert all(isinstance(m.get_base_layer(), nn.BatchNorm1d) for m in serial.values())
     assert len(lrc_modules(peft_model, LRCHead)) == 1
 
 
@@ -687,3 +687,61 @@ def test_peft_lora_baseline_on_resnet1d(tmp_path):
     loaded = PeftModel.from_pretrained(fresh, tmp_path / "lora").eval()
     with torch.no_grad():
         assert torch.allclose(loaded(input_values=x).logits, trained, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# frozen BatchNorm on the gradient path: the encoders' BatchNorm1d computes the affine map directly
+
+
+@pytest.mark.parametrize("family", ["xresnet1d", "inception1d"])
+def test_frozen_batchnorm_fast_path_gives_the_same_training_step(family, monkeypatch):
+    """An adapter training step through the encoders' BatchNorm1d (frozen, eval mode: one addcmul) gives the same
+    loss and adapter gradients as through ``nn.BatchNorm1d``'s own forward, and leaves the statistics alone."""
+    from tac_ecg_hf.models.encoders.modeling_ecg_base import BatchNorm1d
+
+    model = get_peft_model(base_model(family), LRCConfig(r=2, target_modules=None), adapter_name="t")
+    randomise_adapters(model)
+    assert any(type(m) is BatchNorm1d for m in model.modules())
+    model.eval()  # deterministic (dropout off); the frozen BatchNorms are in eval mode in training too
+    x, labels = inputs(), torch.tensor([[1, 0, 0, 1, 0], [0, 1, 0, 0, 0], [0, 0, 1, 1, 1], [1, 0, 0, 0, 0]]).float()
+    before = bn_state(model)
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        loss = model(input_values=x, labels=labels).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    calls = []
+    batch_norm = F.batch_norm
+    with monkeypatch.context() as patch:  # the fast path is taken by the BatchNorms behind the first adapter
+        patch.setattr(F, "batch_norm", lambda *a, **k: calls.append(1) or batch_norm(*a, **k))
+        fast_loss, fast_grads = step()
+    frozen_bns = sum(isinstance(m, BatchNorm1d) for m in model.modules())
+    assert len(calls) < frozen_bns, (len(calls), frozen_bns)  # those before the first adapter keep F.batch_norm
+    monkeypatch.setattr(BatchNorm1d, "forward", nn.BatchNorm1d.forward)
+    ref_loss, ref_grads = step()
+    torch.testing.assert_close(fast_loss, ref_loss, rtol=1e-5, atol=1e-6)
+    assert fast_grads.keys() == ref_grads.keys() and any("lrc_down" in n for n in fast_grads)
+    for name in ref_grads:
+        torch.testing.assert_close(fast_grads[name], ref_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    after = bn_state(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_batchnorm_fast_path_only_where_frozen_in_eval_mode():
+    from tac_ecg_hf.models.encoders.modeling_ecg_base import BatchNorm1d
+
+    bn = BatchNorm1d(3)
+    assert list(bn.state_dict()) == list(nn.BatchNorm1d(3).state_dict())
+    x = torch.randn(5, 3, 7, requires_grad=True)
+    bn.train()
+    bn(x)  # training mode: batch statistics, running statistics updated
+    assert int(bn.num_batches_tracked) == 1 and not torch.equal(bn.running_mean, torch.zeros(3))
+    bn.eval()
+    y = bn(x)  # eval mode, trainable affine parameters: nn.BatchNorm1d's path, gradients reach them
+    y.sum().backward()
+    assert bn.weight.grad is not None and x.grad is not None
+    bn.requires_grad_(False)
+    torch.testing.assert_close(bn(x), F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                                                   False, 0.0, bn.eps))

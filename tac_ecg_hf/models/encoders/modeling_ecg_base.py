@@ -48,6 +48,37 @@ def check_input_values(input_values: torch.Tensor, config: ECGEncoderConfig) -> 
         )
 
 
+class BatchNorm1d(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` (same parameters, buffers and state dict) with a cheaper backward where it is frozen.
+
+    While an adapter trains behind a frozen encoder (LRC-Adapter, LoRA), each BatchNorm is in eval mode with frozen
+    affine parameters, yet gradients flow through it to the adapters upstream. On CPU in float32, ``F.batch_norm``'s
+    forward + backward then costs about 3x an elementwise multiply-add (10.5 vs 3.4 ms for a (32, 256, 250) tensor,
+    one thread), for what is a per-channel affine map; this forward computes the map as ``input * scale + shift``.
+    In bfloat16 the native kernel is as fast (5.3 vs 5.7 ms) and is kept. Training-mode statistics, inference (no
+    gradient) and trainable affine parameters take ``nn.BatchNorm1d``'s own path unchanged.
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        frozen_on_a_gradient_path = (
+            not self.training
+            and input.dtype == torch.float32
+            and self.running_mean is not None
+            and input.requires_grad
+            and torch.is_grad_enabled()
+            and not any(p.requires_grad for p in (self.weight, self.bias) if p is not None)
+        )
+        if not frozen_on_a_gradient_path:
+            return super().forward(input)
+        scale = torch.rsqrt(self.running_var + self.eps)
+        shift = -self.running_mean * scale
+        if self.weight is not None:
+            scale = scale * self.weight
+            shift = shift * self.weight + self.bias
+        shape = (-1,) + (1,) * (input.dim() - 2)  # (C, 1) for (N, C, L) and (C,) for (N, C)
+        return input * scale.view(shape) + shift.view(shape)
+
+
 class ConvBnAct1d(nn.Module):
     """Conv1d -> BatchNorm1d -> activation. Serial LRC-Adapters are inserted right after ``bn``."""
 
@@ -57,7 +88,7 @@ class ConvBnAct1d(nn.Module):
         self.conv = nn.Conv1d(
             in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation, bias=False
         )
-        self.bn = nn.BatchNorm1d(out_channels)
+        self.bn = BatchNorm1d(out_channels)
         self.bn.zero_init = zero_bn
         self.act = nn.ReLU(inplace=False) if act else nn.Identity()
 

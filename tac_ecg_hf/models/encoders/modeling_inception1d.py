@@ -4,7 +4,13 @@ import torch
 from torch import nn
 
 from .configuration_inception1d import Inception1dConfig
-from .modeling_ecg_base import ConvBnAct1d, ECGEncoderModel, ECGForSequenceClassificationBase, conv_bn_values
+from .modeling_ecg_base import (
+    BatchNorm1d,
+    ConvBnAct1d,
+    ECGEncoderModel,
+    ECGForSequenceClassificationBase,
+    conv_bn_values,
+)
 
 
 class Inception1dBlock(nn.Module):
@@ -18,7 +24,7 @@ class Inception1dBlock(nn.Module):
         self.pool_branch = nn.Sequential(
             nn.MaxPool1d(3, stride=1, padding=1), nn.Conv1d(in_channels, num_filters, 1, bias=False)
         )
-        self.bn = nn.BatchNorm1d(num_filters * (len(kernel_sizes) + 1))
+        self.bn = BatchNorm1d(num_filters * (len(kernel_sizes) + 1))
         self.act = nn.ReLU()
 
     def forward(self, x):
