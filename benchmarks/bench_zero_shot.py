@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import time
-import warnings
 from pathlib import Path
 
 import common  # the benchmarks' shared preamble (this script's folder is on sys.path)
@@ -51,47 +50,16 @@ def task_prompts(task: str) -> dict[str, str]:
 
 
 def zero_shot(model: str, task: str, data_dir: str, max_records: int | None) -> dict:
-    from tqdm.auto import tqdm
-    from transformers import AutoFeatureExtractor, pipeline
-
-    from tac_ecg_hf.evaluation import _database, _references
-    from tac_ecg_hf.inference import resolve_model
-    from tac_ecg_hf.metrics import bootstrap_ci, classification_metrics
+    from tac_ecg_hf.evaluation import zero_shot_metrics
     from tac_ecg_hf.tasks import get_task
 
-    spec = get_task(task)
     database, split = RECORDS[task]
-    db = _database(database, data_dir)
-    ids = db.record_ids(split)[:max_records]
-    repo = resolve_model(model)
-    kwargs = {}
-    if (repo / task / "preprocessor_config.json").is_file():  # the task reads other leads than the encoder's
-        kwargs["feature_extractor"] = AutoFeatureExtractor.from_pretrained(repo / task)
-    classify = pipeline("zero-shot-ecg-classification", model=str(repo), **kwargs)
     prompts = task_prompts(task)
-    texts = [prompts[label] for label in spec.labels]
-    scores, refs = [], []
-    for rid in tqdm(ids, desc=f"{Path(model).name} {task}", unit="rec"):
-        record = db.load(rid)
-        labels = db.task_labels(record, task)
-        if labels is None:
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # per-record quality notes (short, flat leads) are not the point here
-            out = {r["label"]: r["score"] for r in classify(record, candidate_labels=texts)}
-        scores.append([out[t] for t in texts])
-        refs.append(labels)
-    probs, references = np.asarray(scores), _references(refs, task)
-    multi = spec.multi_label
-    metrics = classification_metrics(probs, references, labels=list(spec.labels), multi_label=multi)
-    metrics["macro_auc_ci95"] = list(bootstrap_ci(
-        lambda p, r: classification_metrics(p, r, labels=list(spec.labels), multi_label=multi,
-                                            per_class=False)["macro_auc"],
-        probs, references,
-    ))
-    return {"model": model, "task": task, "database": database, "split": split or "all", "n": len(refs),
+    metrics = zero_shot_metrics(model, task, data_dir, prompts, database=database, split=split,
+                                max_records=max_records, progress=True)
+    return {"model": model, "task": task, "database": database, "split": split or "all", "n": metrics["n"],
             "prompts": prompts, "macro_auc": metrics["macro_auc"], "macro_auc_ci95": metrics["macro_auc_ci95"],
-            "auc_per_class": {label: metrics.get(f"auc/{label}") for label in spec.labels}}
+            "auc_per_class": {label: metrics.get(f"auc/{label}") for label in get_task(task).labels}}
 
 
 def markdown(rows: list[dict]) -> str:

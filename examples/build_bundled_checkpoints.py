@@ -398,34 +398,9 @@ def assemble(repo_id: str, runs: Path, root: Path, data_dir: str, cmds: dict[str
 
 def zero_shot_metrics(repo: Path, data_dir: str) -> dict:
     """Zero-shot ptbxl-super macro-AUC of the bundled dual encoder on the held-out PTB-XL test fold."""
-    import numpy as np
-    from transformers import pipeline
+    from tac_ecg_hf.evaluation import zero_shot_metrics as evaluate_zero_shot
 
-    from tac_ecg_hf.evaluation import _database, _references
-    from tac_ecg_hf.metrics import bootstrap_ci, classification_metrics
-    from tac_ecg_hf.tasks import get_task
-
-    db = _database("ptbxl", str(data_dir))
-    ids = [rid for rid in db.record_ids("test") if db.task_labels(rid, "ptbxl-super") is not None]
-    classify = pipeline("zero-shot-ecg-classification", model=str(repo))
-    labels = list(get_task("ptbxl-super").labels)
-    prompts = [ZERO_SHOT_PROMPTS[label] for label in labels]
-    scores, refs = [], []
-    for rid in ids:
-        record = db.load(rid)
-        out = {r["label"]: r["score"] for r in classify(record, candidate_labels=prompts)}
-        scores.append([out[p] for p in prompts])
-        refs.append(db.task_labels(record, "ptbxl-super"))
-    probs, references = np.asarray(scores), _references(refs, "ptbxl-super")
-    metrics = classification_metrics(probs, references, labels=labels, multi_label=True)
-    metrics["macro_auc_ci95"] = list(
-        bootstrap_ci(
-            lambda p, r: classification_metrics(p, r, labels=labels, multi_label=True, per_class=False)["macro_auc"],
-            probs,
-            references,
-        )
-    )
-    return {"n": len(ids), **metrics}
+    return evaluate_zero_shot(repo, "ptbxl-super", data_dir, ZERO_SHOT_PROMPTS, database="ptbxl", split="test")
 
 
 def expected_outputs(root: Path, data_dir: str) -> dict:

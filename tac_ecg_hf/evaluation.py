@@ -24,6 +24,7 @@ __all__ = [
     "write_predictions",
     "read_predictions",
     "pooled_metrics",
+    "zero_shot_metrics",
 ]
 
 
@@ -228,3 +229,53 @@ def evaluate_split(
     metrics = evaluate_model(model, task, data_root, refs, n_bootstrap=n_bootstrap)
     per_source = {name: sum(r["database"] == name for r in refs) for name in names}
     return {"task": task, "split": split or "all", "sources": per_source, **metrics}
+
+
+def zero_shot_metrics(
+    model,
+    task: str,
+    data_root,
+    prompts: dict[str, str],
+    *,
+    database: str,
+    split: str | None = "test",
+    max_records: int | None = None,
+    n_bootstrap: int = 1000,
+    progress: bool = False,
+) -> dict:
+    """Zero-shot metrics of a model repository's CETP dual encoder (``cetp/``) on ``task``, no labels used: every
+    record of ``database`` (one ``split``, or all with ``None``; the first ``max_records``) that carries the task's
+    labels is scored against ``prompts`` (one text per label) through the ``zero-shot-ecg-classification`` pipeline,
+    and the scores are compared with the references: ``n``, ``classification_metrics`` and a bootstrap 95% CI of
+    macro-AUC. A task with its own ``<task>/preprocessor_config.json`` (cinc2017: lead I) is read through it."""
+    from tqdm.auto import tqdm
+    from transformers import AutoFeatureExtractor, pipeline
+
+    from .inference import resolve_model
+    from .metrics import classification_metrics
+
+    spec = get_task(task)
+    repo = resolve_model(model)
+    kwargs = {}
+    if (repo / task / "preprocessor_config.json").is_file():
+        kwargs["feature_extractor"] = AutoFeatureExtractor.from_pretrained(repo / task)
+    classify = pipeline("zero-shot-ecg-classification", model=str(repo), **kwargs)
+    texts = [prompts[label] for label in spec.labels]
+    db = _database(database, str(data_root))
+    scores, refs = [], []
+    for rid in tqdm(db.record_ids(split)[:max_records], desc=f"zero-shot {task}", unit="rec", disable=not progress):
+        record = db.load(rid)
+        labels = db.task_labels(record, task)
+        if labels is None:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # per-record quality notes are not the point here
+            out = {r["label"]: r["score"] for r in classify(record, candidate_labels=texts)}
+        scores.append([out[t] for t in texts])
+        refs.append(labels)
+    probs, references = np.asarray(scores), _references(refs, task)
+    metric_kwargs = dict(labels=list(spec.labels), multi_label=spec.multi_label)
+    metrics = classification_metrics(probs, references, **metric_kwargs)
+    if n_bootstrap:
+        metrics["macro_auc_ci95"] = _metric_ci("macro_auc", probs, references, metric_kwargs, n_bootstrap)
+    return {"n": len(refs), **metrics}

@@ -695,7 +695,7 @@ def test_peft_lora_baseline_on_resnet1d(tmp_path):
 
 @pytest.mark.parametrize("family", ["xresnet1d", "inception1d"])
 def test_frozen_batchnorm_fast_path_gives_the_same_training_step(family, monkeypatch):
-    """An adapter training step through the encoders' BatchNorm1d (frozen, eval mode: one addcmul) gives the same
+    """An adapter training step through the encoders' BatchNorm1d (frozen, eval mode: a multiply-add) gives the same
     loss and adapter gradients as through ``nn.BatchNorm1d``'s own forward, and leaves the statistics alone."""
     from tac_ecg_hf.models.encoders.modeling_ecg_base import BatchNorm1d
 

@@ -69,7 +69,7 @@ def push_run(
     # the modules auto_map names but the folder lacks (a bundled base ships no code): from the installed package, so
     # that the repo loads with trust_remote_code where tac-ecg-hf is not installed
     operations += [CommitOperationAdd(path_in_repo=name, path_or_fileobj=source)
-                   for name, source in missing_remote_code(folder).items() if name not in files]
+                   for name, source in missing_remote_code(folder).items()]
     operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card))
     api = HfApi(endpoint=endpoint, token=token)
     with hub_errors(repo_id, endpoint=api.endpoint):
