@@ -82,7 +82,7 @@ class Context:
             raise SystemExit(
                 f"CPSC2018 records not found in {source}: pass --data-dir (the folder holding cpsc2018/)."
             )
-        self.all_records = expand_inputs([source])
+        self.all_records = [Path(p) for p in expand_inputs([source])]
         self.records = self.all_records[: args.records]
         self.folder = self.link_records(self.tmp / "records", self.records)
         # (b) runs over --bulk-copies links of each record in as many subfolders: an archive larger than one batch

@@ -32,23 +32,42 @@ RECORD_SUFFIXES = (".hea", ".mat", ".npy", ".csv")
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
 
 
-def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+def _record_files_under(folder: str) -> list[str]:
+    """Record files under ``folder`` (recursively, not following symbolic links to folders), as strings."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        found += [
+            os.path.join(root, name) for name in files if os.path.splitext(name)[1].lower() in RECORD_SUFFIXES
+        ]
+    return [f for f in found if os.path.isfile(f)]
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
     """Record files from files, folders (searched recursively) and glob patterns, sorted, one path per record: a WFDB
-    record is its ``.hea`` (its ``.mat``/``.dat`` are not listed again); sidecar ``.json`` files are skipped."""
-    found: list[Path] = []
-    for item in inputs:
-        text = os.fspath(item)
-        path = Path(text)
-        if path.is_dir():
-            candidates = [p for p in path.rglob("*") if p.suffix.lower() in RECORD_SUFFIXES and p.is_file()]
+    record is its ``.hea`` (its ``.mat``/``.dat`` are not listed again); sidecar ``.json`` files are skipped.
+
+    The paths are plain strings, not ``pathlib.Path`` objects: a run over an archive keeps one per record, and a
+    ``Path`` with its cached parts costs about 400 bytes, 4x the string (40 MB per 100,000 records; see the memory
+    section of benchmarks/RESULTS.md).
+    """
+    inputs = [os.fspath(item) for item in inputs]
+    found: list[str] = []
+    for text in inputs:
+        if os.path.isdir(text):
+            candidates = _record_files_under(text)
         elif any(ch in text for ch in "*?["):
-            candidates = [Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()]
+            candidates = [p for p in glob.glob(text, recursive=True) if os.path.isfile(p)]
         else:
-            candidates = [path]
-        for p in sorted(candidates):
-            if p.suffix.lower() in (".mat", ".dat") and p.with_suffix(".hea").is_file() and p.is_file():
+            candidates = [text]
+        candidates.sort()
+        for p in candidates:
+            stem, suffix = os.path.splitext(p)
+            if suffix.lower() in (".mat", ".dat") and os.path.isfile(stem + ".hea") and os.path.isfile(p):
                 continue  # the header stands for the record
             found.append(p)
+    if len(inputs) == 1 and os.path.isdir(inputs[0]):
+        return found  # one folder lists each file once
     seen, unique = set(), []
     for p in found:
         key = os.path.abspath(p)
@@ -72,7 +91,7 @@ class _RecordStream(IterableDataset):
     (plus the record a worker is reading); a long record's windows are made and sent a batch at a time.
     """
 
-    def __init__(self, paths: Sequence[Path], extractors: dict, read_kwargs: dict, batch_size: int):
+    def __init__(self, paths: Sequence[str], extractors: dict, read_kwargs: dict, batch_size: int):
         super().__init__()
         self.paths = list(paths)
         self.extractors = extractors
@@ -113,8 +132,8 @@ class _RecordStream(IterableDataset):
         from .inference import reference_labels
 
         path = self.paths[i]
-        head = {"index": i, "path": str(path), "record_id": path.stem, "total": {}, "notes": {}, "errors": {},
-                "reference": []}
+        stem = os.path.splitext(os.path.basename(path))[0]
+        head = {"index": i, "path": path, "record_id": stem, "total": {}, "notes": {}, "errors": {}, "reference": []}
         prepared = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -196,8 +215,9 @@ class ResultWriter:
         return {(r["path"], r["task"]) for r in rows}
 
     def write(self, row: dict) -> None:
+        # ``done`` stays what the file held when the run began (what to skip): the run writes each (path, task) once,
+        # and a set of every row written would grow with the archive
         self._buffer.append(row)
-        self.done.add((row["path"], row["task"]))
         if len(self._buffer) >= self.flush_every or self.format != "parquet":
             self.flush()
 
@@ -312,7 +332,9 @@ def bulk_predict(
     writer = ResultWriter(out, labels)
     if state is not None:  # what an earlier run merged into the requested file is done too
         writer.done |= ResultWriter(target, labels).done
-    pending = [p for p in paths if any((str(p), t) not in writer.done for t in tasks)]
+    total = len(paths)
+    pending = [p for p in paths if any((p, t) not in writer.done for t in tasks)]
+    del paths
     extractors = {task: classifier.feature_extractor(task) for task in tasks}
     dataset = _RecordStream(pending, extractors, read_kwargs or {}, batch_size)
     # batch_size=None: the packs are the batches (see _RecordStream); two packs ahead per worker
@@ -394,7 +416,7 @@ def bulk_predict(
         _merge_ranks(state, Path(out))
     return BulkSummary(
         records=len(pending),
-        skipped=len(paths) - len(pending),
+        skipped=total - len(pending),
         failed=failed,
         rows=rows,
         seconds=time.perf_counter() - start,

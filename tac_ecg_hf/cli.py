@@ -104,7 +104,7 @@ def _read_kwargs(args) -> dict:
 def _cmd_predict(args) -> int:
     import torch
 
-    from .inference import ECGTaskClassifier, check_threshold
+    from .inference import check_threshold
 
     torch.set_num_threads(max(1, args.threads))
     tasks = _tasks(args)
@@ -130,9 +130,7 @@ def _cmd_predict(args) -> int:
     from .data import read_record
 
     record = read_record(args.records[0], **_read_kwargs(args))  # read (and validate) before the slower model load
-    clf = ECGTaskClassifier.from_pretrained(
-        args.model, tasks=tasks, revision=args.revision, allow_pickle=args.allow_pickle
-    )
+    clf = _classifier(args, tasks)
     clf.set_precision(args.dtype or "fp32", compile=args.compile)
     predictions = [clf.predict(record, task=task, threshold=args.threshold) for task in tasks]
     notes = _notes(args)
@@ -166,14 +164,26 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _classifier(args, tasks: list[str]):
+    """The model with the adapters of ``tasks``: built without transformers or PEFT where ``tac_ecg_hf.lite`` takes
+    the checkpoint (about 2 s less to start on this CPU), else ``ECGTaskClassifier.from_pretrained``; the same
+    probabilities either way (tests/test_lite.py)."""
+    from .inference import ECGTaskClassifier, resolve_model
+    from .lite import load_lite_classifier
+
+    clf = load_lite_classifier(resolve_model(args.model, revision=args.revision), tasks, args.allow_pickle)
+    if clf is None:
+        clf = ECGTaskClassifier.from_pretrained(
+            args.model, tasks=tasks, revision=args.revision, allow_pickle=args.allow_pickle
+        )
+    return clf
+
+
 def _predict_bulk(args, tasks: list[str]) -> int:
     from .bulk import bulk_predict
     from .distributed import end_distributed_run
-    from .inference import ECGTaskClassifier
 
-    clf = ECGTaskClassifier.from_pretrained(
-        args.model, tasks=tasks, revision=args.revision, allow_pickle=args.allow_pickle
-    )
+    clf = _classifier(args, tasks)
     clf.set_precision(args.dtype or "bf16", compile=args.compile)
     summary = bulk_predict(
         clf, args.records, tasks, args.out, batch_size=args.batch_size, num_workers=args.workers,
@@ -399,22 +409,37 @@ def _notes(args) -> list[str]:
 @contextlib.contextmanager
 def _quiet_libraries():
     """No library log lines or loading bars on stderr while a command runs (stderr carries only the one-line error);
-    the previous settings are restored afterwards (``main`` may be called in-process)."""
+    the previous settings are restored afterwards (``main`` may be called in-process). transformers is quietened when
+    it is imported (a post-import hook, at once if it already is): a single prediction never imports it."""
     import huggingface_hub.utils as hub_utils
-    from transformers.utils import logging as hf_logging
 
-    verbosity = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
+    from ._lazy import when_imported
+
     hub_bars_disabled = hub_utils.are_progress_bars_disabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
     hub_utils.disable_progress_bars()
+    state = {"active": True, "restore": []}
+
+    def quiet_transformers(hf_logging) -> None:
+        if not state["active"]:
+            return  # imported after this command ended
+        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+
+        def restore() -> None:
+            hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
+
+        state["restore"].append(restore)
+
+    when_imported("transformers.utils.logging", quiet_transformers)
     try:
         yield
     finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
+        state["active"] = False
+        for restore in state["restore"]:
+            restore()
         if not hub_bars_disabled:
             hub_utils.enable_progress_bars()
 

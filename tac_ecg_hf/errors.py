@@ -42,7 +42,7 @@ class InvalidArgumentError(ValueError):
 def bad_input_error_types() -> tuple[type[BaseException], ...]:
     """The package's exception types that mean bad input (see the module docstring). Imported lazily: the CLI calls
     this on its error path only, and ``tac-ecg --help`` stays fast."""
-    from .adapters.lrc.model import AdapterMismatchError
+    from .adapters.errors import AdapterMismatchError
     from .data.errors import ECGConfigError, ECGInputError
     from .hub.errors import HubAccessError
     from .models.encoders.configuration_ecg_base import ConfigFieldError

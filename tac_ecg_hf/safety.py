@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from .adapters.lrc.model import AdapterMismatchError
+from .adapters.errors import AdapterMismatchError
 
 __all__ = [
     "ADAPTER_PICKLE_FILES",

@@ -82,9 +82,13 @@ def predict(argv, capsys) -> tuple[int, str, str]:
 
 def test_expand_inputs(archive):
     found = expand_inputs([archive["folder"]])
-    assert sorted(found) == sorted(archive["good"] + archive["single"] + archive["corrupt"])  # one path per record
+    assert all(type(p) is str for p in found)  # strings: an archive's bookkeeping stays small (RESULTS.md, memory)
+    # one path per record
+    assert sorted(found) == sorted(map(str, archive["good"] + archive["single"] + archive["corrupt"]))
     assert expand_inputs([archive["folder"] / "A000*.hea", archive["good"][0]]) == sorted(
-        [p for p in archive["good"] if p.name.startswith("A000")] + [archive["folder"] / "A0006.hea"])
+        [str(p) for p in archive["good"] if p.name.startswith("A000")] + [str(archive["folder"] / "A0006.hea")])
+    # the same record given twice (a folder and a file in it) is listed once
+    assert expand_inputs([archive["folder"], archive["good"][0]]) == found
 
 
 def test_folder_to_csv_errors_are_rows_and_probabilities_match_predict(archive, classifier, tmp_path, capsys):

@@ -231,12 +231,13 @@ def test_bad_input_exits_2_with_one_line(case, tiny_repo, cpsc2018_dir, tmp_path
 def test_a_bug_is_exit_1_not_a_bad_input(tiny_repo, cpsc2018_dir, monkeypatch, capsys):
     """A ValueError from inside a library (here numpy, through a broken window function) is a bug: exit 1, "internal
     error", even though the CLI maps the package's own ValueError subclasses to exit 2."""
-    from tac_ecg_hf.data.feature_extraction_ecg import ECGFeatureExtractor
+    from tac_ecg_hf.data.preprocessing import ECGPreprocessor
 
     def broken(self, signal, start):
         return np.reshape(signal, (7, -1, 3))  # ValueError: cannot reshape
 
-    monkeypatch.setattr(ECGFeatureExtractor, "_window", broken)
+    # the preprocessing of ECGFeatureExtractor and of the fast path (tac_ecg_hf.lite) alike
+    monkeypatch.setattr(ECGPreprocessor, "_window", broken)
     code, out, err = run(["predict", "--model", tiny_repo, "--task", "cpsc2018", cpsc2018_dir / "A0001.hea"], capsys)
     assert code == 1 and out == ""
     assert len(err.splitlines()) == 1 and err.startswith("tac-ecg predict: internal error: ValueError: cannot reshape")

@@ -17,15 +17,16 @@ from __future__ import annotations
 import hashlib
 
 import torch
-from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
 from torch import nn
 
-__all__ = ["encoder_fingerprint", "encoder_module", "encoder_state_dict"]
+__all__ = ["encoder_fingerprint", "encoder_module", "encoder_state_dict", "state_dict_fingerprint"]
 
 
 def encoder_module(model: nn.Module) -> nn.Module:
     """The encoder inside ``model``: unwraps a ``PeftModel`` / tuner, then takes transformers' ``base_model`` (the
     ``encoder`` of an ECG classifier, the model itself for a bare encoder)."""
+    from peft.tuners.tuners_utils import BaseTuner
+
     if hasattr(model, "get_base_model"):  # PeftModel
         model = model.get_base_model()
     elif isinstance(model, BaseTuner):
@@ -36,6 +37,8 @@ def encoder_module(model: nn.Module) -> nn.Module:
 def encoder_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The encoder's own tensors by name, as if no adapter were injected (adapter tensors left out, the
     ``base_layer.`` of wrapped layers removed from the names)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
     encoder = encoder_module(model)
     adapter_prefixes, wrapped = [], []
     for name, module in encoder.named_modules():
@@ -56,11 +59,17 @@ def encoder_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def encoder_fingerprint(model: nn.Module) -> str:
-    """``"sha256:<hex>"`` of the encoder's weights (see the module docstring for what it covers)."""
+def state_dict_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """``"sha256:<hex>"`` of an encoder's tensors by name (see the module docstring). Needs neither PEFT nor the
+    model: ``tac_ecg_hf.lite`` checks adapters against the encoder's weights file with it."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(encoder_state_dict(model).items()):
+    for name, tensor in sorted(state.items()):
         values = tensor.detach().to(device="cpu", dtype=torch.float32).contiguous()
         digest.update(f"{name}:{tuple(values.shape)};".encode())
         digest.update(values.numpy().tobytes())
     return "sha256:" + digest.hexdigest()
+
+
+def encoder_fingerprint(model: nn.Module) -> str:
+    """``"sha256:<hex>"`` of the encoder's weights (see the module docstring for what it covers)."""
+    return state_dict_fingerprint(encoder_state_dict(model))

@@ -22,9 +22,10 @@ _EXPORTS: dict[str, str] = {
     "encode_labels": "record",
     # preprocessing: the feature extractor saved with every model
     "ECGFeatureExtractor": "feature_extraction_ecg",
-    "PreparedECG": "feature_extraction_ecg",
-    "canonical_lead_name": "feature_extraction_ecg",
-    "STANDARD_LEADS": "feature_extraction_ecg",
+    "ECGPreprocessor": "preprocessing",
+    "PreparedECG": "preprocessing",
+    "canonical_lead_name": "preprocessing",
+    "STANDARD_LEADS": "preprocessing",
     # training augmentations
     "ECGAugment": "augment",
     # file formats

@@ -1,19 +1,16 @@
-"""tac-ecg-hf models: six ECG encoder families, the CETP dual encoder and the ECG feature extractor, registered with
-the transformers Auto classes (``AutoConfig``, ``AutoModel``, ``AutoModelForSequenceClassification``,
-``AutoFeatureExtractor``) on import."""
+"""tac-ecg-hf models: six ECG encoder families, the CETP dual encoder and the ECG feature extractor. Names load
+their module on first use; they are registered with the transformers Auto classes (``AutoConfig``, ``AutoModel``,
+``AutoModelForSequenceClassification``, ``AutoFeatureExtractor``) by :mod:`tac_ecg_hf.models.registration`, which
+``import tac_ecg_hf`` arranges to run as soon as those Auto classes are imported."""
 
-from transformers import AutoFeatureExtractor
+from .._lazy import lazy_exports
+from .cetp import __all__ as _cetp_names
+from .encoders import __all__ as _encoder_names
 
-from ..data.feature_extraction_ecg import ECGFeatureExtractor
-from .cetp import CETPConfig, CETPModel, default_text_model_path
-from .encoders import *  # noqa: F401,F403
-from .encoders import ENCODER_FAMILIES, ENCODER_PRESETS, create_encoder_config
-
-
-def _register_feature_extractor() -> None:
-    for config_cls in [family[0] for family in ENCODER_FAMILIES.values()] + [CETPConfig]:
-        AutoFeatureExtractor.register(config_cls, ECGFeatureExtractor, exist_ok=True)
-    ECGFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
-
-
-_register_feature_extractor()
+_EXPORTS = {
+    **dict.fromkeys(_encoder_names, ".encoders"),
+    **dict.fromkeys(_cetp_names, ".cetp"),
+    "ECGFeatureExtractor": "..data.feature_extraction_ecg",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

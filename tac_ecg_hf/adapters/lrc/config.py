@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import enum
-import math
-import re
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from peft.config import PeftConfig
+
+from ..lrc_core import (  # noqa: F401  (re-exported: the names this module always had)
+    MAX_KERNEL_SIZE,
+    MAX_LABELS,
+    MAX_RANK,
+    PROBLEM_TYPES,
+    VARIANTS,
+    _is_names,
+    _short,
+    check_lrc_fields,
+    lrc_scaling,
+)
 
 
 class LRCPeftType(str, enum.Enum):
     """PEFT's ``PeftType`` enum is closed; the LRC-Adapter brings its own member (a plain string on disk)."""
 
     LRC_ADAPTER = "LRC_ADAPTER"
-
-
-VARIANTS = ("serial", "parallel")
-PROBLEM_TYPES = ("multi_label_classification", "single_label_classification")
-MAX_RANK = 1_024
-MAX_LABELS = 10_000
-MAX_KERNEL_SIZE = 255
 
 
 @dataclass
@@ -84,80 +87,11 @@ class LRCConfig(PeftConfig):
     def __post_init__(self):
         super().__post_init__()
         self.peft_type = LRCPeftType.LRC_ADAPTER
-        if self.variant not in VARIANTS:
-            raise ValueError(f"LRCConfig.variant must be one of {VARIANTS}, got {self.variant!r}.")
-        if isinstance(self.r, bool) or not isinstance(self.r, int) or not 1 <= self.r <= MAX_RANK:
-            raise ValueError(f"LRCConfig.r must be an integer in [1, {MAX_RANK}], got {self.r!r}.")
-        if self.alpha is not None and (
-            isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 < self.alpha < math.inf
-        ):
-            raise ValueError(f"LRCConfig.alpha must be a positive number (or None for alpha = r), got {self.alpha!r}.")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"LRCConfig.dropout must be a number in [0, 1), got {self.dropout!r}.")
-        if self.problem_type not in PROBLEM_TYPES:
-            raise ValueError(f"LRCConfig.problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}.")
-        if self.labels is not None:
-            if not isinstance(self.labels, (list, tuple)) or not all(isinstance(label, str) for label in self.labels):
-                raise ValueError(f"LRCConfig.labels must be a list of class names, got {_short(self.labels)}.")
-            self.labels = list(self.labels)
-            if not 1 <= len(self.labels) <= MAX_LABELS:
-                raise ValueError(
-                    f"LRCConfig.labels must hold 1 to {MAX_LABELS:,} class names, got {len(self.labels):,}."
-                )
-            if len(set(self.labels)) != len(self.labels):
-                raise ValueError(f"LRCConfig.labels must be unique class names, got {_short(self.labels)}.")
-        if self.kernel_sizes is not None:
-            if not isinstance(self.kernel_sizes, (list, tuple)) or not all(
-                isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= MAX_KERNEL_SIZE for k in self.kernel_sizes
-            ):
-                raise ValueError(
-                    f"LRCConfig.kernel_sizes must be a list of integers in [1, {MAX_KERNEL_SIZE}], got "
-                    f"{_short(self.kernel_sizes)}."
-                )
-            self.kernel_sizes = list(self.kernel_sizes)
-        if self.head_module is not None and (not isinstance(self.head_module, str) or not self.head_module):
-            raise ValueError(f"LRCConfig.head_module must be a module name or None, got {self.head_module!r}.")
-        if isinstance(self.target_modules, (set, tuple)):
-            self.target_modules = sorted(self.target_modules)
-        for name in ("target_modules", "exclude_modules"):
-            value = getattr(self, name)
-            if value is not None and not _is_names(value):
-                raise ValueError(
-                    f"LRCConfig.{name} must be a module name pattern or a list of names, got {_short(value)}."
-                )
-            if isinstance(value, str):
-                try:
-                    re.compile(value)
-                except re.error as err:
-                    raise ValueError(
-                        f"LRCConfig.{name}={value!r} is not a valid regular expression ({err})."
-                    ) from None
-        if self.task_name is not None and not isinstance(self.task_name, str):
-            raise ValueError(f"LRCConfig.task_name must be a string, got {_short(self.task_name)}.")
-        if self.encoder_fingerprint is not None and not isinstance(self.encoder_fingerprint, str):
-            raise ValueError(
-                f"LRCConfig.encoder_fingerprint must be a string, got {_short(self.encoder_fingerprint)}."
-            )
-        if self.encoder_signature is not None and not isinstance(self.encoder_signature, dict):
-            raise ValueError(f"LRCConfig.encoder_signature must be an object, got {_short(self.encoder_signature)}.")
-        for name in ("freeze_base_batchnorm", "init_weights"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"LRCConfig.{name} must be true or false, got {_short(getattr(self, name))}.")
-        if self.metrics is not None and not isinstance(self.metrics, dict):
-            raise ValueError(f"LRCConfig.metrics must be an object, got {_short(self.metrics)}.")
-        if self.thresholds is not None:
-            values = self.thresholds if isinstance(self.thresholds, (list, tuple)) else None
-            if values is None or not all(
-                isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1 for t in values
-            ) or (self.labels is not None and len(values) != len(self.labels)):
-                raise ValueError(
-                    f"LRCConfig.thresholds must be one probability in [0, 1] per label, got {_short(self.thresholds)}."
-                )
-            self.thresholds = [float(t) for t in values]
+        check_lrc_fields(self)
 
     @property
     def scaling(self) -> float:
-        return (self.alpha if self.alpha is not None else self.r) / self.r
+        return lrc_scaling(self)
 
     @classmethod
     def for_task(cls, task_name: str, **kwargs) -> LRCConfig:
@@ -167,11 +101,3 @@ class LRCConfig(PeftConfig):
         task = get_task(task_name)
         return cls(task_name=task.name, labels=list(task.labels), problem_type=task.problem_type, **kwargs)
 
-
-def _is_names(value) -> bool:
-    return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
-
-
-def _short(value, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

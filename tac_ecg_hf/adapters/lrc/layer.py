@@ -10,6 +10,7 @@ import torch
 from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
 from torch import nn
 
+from ..lrc_core import parallel_update, serial_update
 from .config import LRCConfig
 
 #: base layers a serial adapter can follow: (type, whether its output is channel-last)
@@ -124,8 +125,8 @@ class LRCSerial(nn.Module, LRCLayer):
             return result
         y = result[0] if isinstance(result, tuple) else result
         for name in self._active():
-            h = self.lrc_down[name](self.lrc_dropout[name](y))
-            y = y + self.lrc_scaling[name] * self.lrc_up[name](torch.relu(h))
+            down, dropout = self.lrc_down[name], self.lrc_dropout[name]
+            y = serial_update(y, lambda t: down(dropout(t)), self.lrc_up[name], self.lrc_scaling[name])
         return (y, *result[1:]) if isinstance(result, tuple) else y
 
     def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None) -> None:
@@ -211,7 +212,8 @@ class LRCParallel(nn.Module, LRCLayer):
         if self.merged:
             return out
         for name in self._active():
-            out = out + self.lrc_scaling[name] * self.lrc_up[name](self.lrc_down[name](self.lrc_dropout[name](x)))
+            out = parallel_update(out, self.lrc_dropout[name](x), self.lrc_down[name], self.lrc_up[name],
+                                  self.lrc_scaling[name])
         return out
 
 

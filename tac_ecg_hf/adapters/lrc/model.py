@@ -8,17 +8,13 @@ from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, check_target_mod
 from torch import nn
 
 from ..batchnorm import freeze_batchnorm_statistics
+from ..errors import AdapterMismatchError
 from ..fingerprint import encoder_fingerprint
 from .config import LRCConfig, _short
 from .constants import TRANSFORMERS_MODELS_TO_LRC_TARGET_MODULES_MAPPING
 from .layer import SERIAL_BASE_LAYERS, LRCHead, LRCLayer, LRCParallel, LRCSerial, adapted_width
 
 DEFAULT_HEAD_MODULE = "head.classifier"
-
-
-class AdapterMismatchError(ValueError):
-    """An adapter does not fit the encoder it is loaded on: made for another architecture, width, lead count or
-    other weights, or its tensors do not match the modules they should load into."""
 
 
 def encoder_signature(model: nn.Module) -> dict | None:

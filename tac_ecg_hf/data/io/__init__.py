@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ECGFileError, ECGFileNotFoundError, ECGInputError
-from ..feature_extraction_ecg import canonical_lead_name
+from ..preprocessing import canonical_lead_name
 from ..record import ECGRecord
 from ._common import MAX_SIGNAL_VALUES
 from .arrays import array_record, load_npy, load_sidecar, orient, read_bare_mat, read_csv

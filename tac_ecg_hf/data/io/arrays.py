@@ -15,7 +15,7 @@ import numpy as np
 
 from ...tasks import STANDARD_LEADS
 from ..errors import ECGFileError, ECGFileNotFoundError, ECGInputError
-from ..feature_extraction_ecg import canonical_lead_name
+from ..preprocessing import canonical_lead_name
 from ..record import ECGRecord
 from ._common import check_gain, too_many, units_to_mv
 

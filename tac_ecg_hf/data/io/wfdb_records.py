@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ECGFileError, ECGFileNotFoundError, ECGInputError
-from ..feature_extraction_ecg import canonical_lead_name
+from ..preprocessing import canonical_lead_name
 from ..record import ECGRecord
 from ._common import MAX_SIGNAL_VALUES, check_signal_gains, too_many, units_to_mv
 

@@ -1,23 +1,17 @@
-"""CETP dual encoder, registered with AutoConfig/AutoModel on import."""
+"""CETP dual encoder (config, model, loss). Names load their module on first use; registered with
+AutoConfig/AutoModel by ``tac_ecg_hf.models.registration``."""
 
-from transformers import AutoConfig, AutoModel
+from ..._lazy import lazy_exports
 
-from .configuration_cetp import CETPConfig
-from .loss_cetp import CETPLoss, gather_features
-from .modeling_cetp import (
-    DEFAULT_TEXT_MODEL_ID,
-    CETPModel,
-    CETPOutput,
-    CETPPreTrainedModel,
-    default_text_model_path,
-    resolve_text_model,
-    weights_fingerprint,
-)
-
-AutoConfig.register("cetp", CETPConfig, exist_ok=True)
-AutoModel.register(CETPConfig, CETPModel, exist_ok=True)
-
-__all__ = [
-    "CETPConfig", "CETPLoss", "CETPModel", "CETPOutput", "CETPPreTrainedModel", "DEFAULT_TEXT_MODEL_ID",
-    "default_text_model_path", "gather_features", "resolve_text_model", "weights_fingerprint",
-]
+_EXPORTS = {
+    "CETPConfig": ".configuration_cetp",
+    "CETPLoss": ".loss_cetp",
+    "gather_features": ".loss_cetp",
+    **dict.fromkeys(
+        ["DEFAULT_TEXT_MODEL_ID", "CETPModel", "CETPOutput", "CETPPreTrainedModel", "default_text_model_path",
+         "resolve_text_model", "weights_fingerprint"],
+        ".modeling_cetp",
+    ),
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

@@ -1,78 +1,38 @@
-"""The six ECG encoder families, registered with the transformers Auto classes on import."""
+"""The six ECG encoder families: configs, bare encoders (``AutoModel``) and classifiers
+(``AutoModelForSequenceClassification``). Names load their module on first use; the Auto-class registrations are in
+``tac_ecg_hf.models.registration`` (run when transformers' Auto classes are imported, see ``tac_ecg_hf``)."""
 
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+from ..._lazy import lazy_exports
 
-from .configuration_ecg_base import STANDARD_LEADS, ConfigFieldError, ECGEncoderConfig
-from .configuration_ecg_transformer import ECGTransformerConfig
-from .configuration_fcn1d import FCN1dConfig
-from .configuration_inception1d import Inception1dConfig
-from .configuration_lstm1d import LSTM1dConfig
-from .configuration_resnet1d import ResNet1dConfig
-from .configuration_xresnet1d import XResNet1dConfig
-from .modeling_ecg_base import ECGEncoderModel, ECGForSequenceClassificationBase, ECGPreTrainedModel
-from .modeling_ecg_transformer import ECGTransformerForSequenceClassification, ECGTransformerModel
-from .modeling_fcn1d import FCN1dForSequenceClassification, FCN1dModel
-from .modeling_inception1d import Inception1dForSequenceClassification, Inception1dModel
-from .modeling_lstm1d import LSTM1dForSequenceClassification, LSTM1dModel
-from .modeling_resnet1d import ResNet1dForSequenceClassification, ResNet1dModel
-from .modeling_xresnet1d import XResNet1dForSequenceClassification, XResNet1dModel
-
-#: model_type -> (config class, encoder class, classification class)
-ENCODER_FAMILIES = {
-    "xresnet1d": (XResNet1dConfig, XResNet1dModel, XResNet1dForSequenceClassification),
-    "resnet1d": (ResNet1dConfig, ResNet1dModel, ResNet1dForSequenceClassification),
-    "inception1d": (Inception1dConfig, Inception1dModel, Inception1dForSequenceClassification),
-    "fcn1d": (FCN1dConfig, FCN1dModel, FCN1dForSequenceClassification),
-    "lstm1d": (LSTM1dConfig, LSTM1dModel, LSTM1dForSequenceClassification),
-    "ecg_transformer": (ECGTransformerConfig, ECGTransformerModel, ECGTransformerForSequenceClassification),
+_EXPORTS = {
+    "STANDARD_LEADS": ".configuration_ecg_base",
+    "ConfigFieldError": ".configuration_ecg_base",
+    "ECGEncoderConfig": ".configuration_ecg_base",
+    "ECGTransformerConfig": ".configuration_ecg_transformer",
+    "FCN1dConfig": ".configuration_fcn1d",
+    "Inception1dConfig": ".configuration_inception1d",
+    "LSTM1dConfig": ".configuration_lstm1d",
+    "ResNet1dConfig": ".configuration_resnet1d",
+    "XResNet1dConfig": ".configuration_xresnet1d",
+    "ECGEncoderModel": ".modeling_ecg_base",
+    "ECGForSequenceClassificationBase": ".modeling_ecg_base",
+    "ECGPreTrainedModel": ".modeling_ecg_base",
+    "BatchNorm1d": ".modeling_ecg_base",
+    "ECGTransformerForSequenceClassification": ".modeling_ecg_transformer",
+    "ECGTransformerModel": ".modeling_ecg_transformer",
+    "FCN1dForSequenceClassification": ".modeling_fcn1d",
+    "FCN1dModel": ".modeling_fcn1d",
+    "Inception1dForSequenceClassification": ".modeling_inception1d",
+    "Inception1dModel": ".modeling_inception1d",
+    "LSTM1dForSequenceClassification": ".modeling_lstm1d",
+    "LSTM1dModel": ".modeling_lstm1d",
+    "ResNet1dForSequenceClassification": ".modeling_resnet1d",
+    "ResNet1dModel": ".modeling_resnet1d",
+    "XResNet1dForSequenceClassification": ".modeling_xresnet1d",
+    "XResNet1dModel": ".modeling_xresnet1d",
+    "ENCODER_FAMILIES": ".families",
+    "ENCODER_PRESETS": ".families",
+    "create_encoder_config": ".families",
 }
-
-#: Named presets of the paper's encoders (``create_encoder_config("xresnet1d101")``).
-ENCODER_PRESETS = {
-    "xresnet1d101": ("xresnet1d", {"layers": [3, 4, 23, 3], "block_widths": [64, 64, 64, 64], "expansion": 4}),
-    "xresnet1d50": ("xresnet1d", {"layers": [3, 4, 6, 3], "block_widths": [64, 64, 64, 64], "expansion": 4}),
-    "resnet1d18": ("resnet1d", {"layers": [2, 2, 2, 2], "base_width": 64}),
-    "resnet1d18-small": ("resnet1d", {"layers": [2, 2, 2, 2], "base_width": 32}),
-    "inception1d": ("inception1d", {}),
-    "fcn": ("fcn1d", {}),
-    "lstm": ("lstm1d", {"bidirectional": False}),
-    "bilstm": ("lstm1d", {"bidirectional": True}),
-    "transformer": ("ecg_transformer", {}),
-}
-
-
-def create_encoder_config(name: str, **overrides) -> ECGEncoderConfig:
-    """A config from a preset name (``xresnet1d101``, ``bilstm``...) or a model_type, with overrides."""
-    if name in ENCODER_PRESETS:
-        model_type, preset = ENCODER_PRESETS[name]
-        return ENCODER_FAMILIES[model_type][0](**{**preset, **overrides})
-    if name in ENCODER_FAMILIES:
-        return ENCODER_FAMILIES[name][0](**overrides)
-    raise KeyError(
-        f"Unknown encoder {name!r}. Presets: {', '.join(ENCODER_PRESETS)}; model types: {', '.join(ENCODER_FAMILIES)}."
-    )
-
-
-def _register():
-    for model_type, (config_cls, model_cls, cls_cls) in ENCODER_FAMILIES.items():
-        AutoConfig.register(model_type, config_cls, exist_ok=True)
-        AutoModel.register(config_cls, model_cls, exist_ok=True)
-        AutoModelForSequenceClassification.register(config_cls, cls_cls, exist_ok=True)
-        config_cls.register_for_auto_class()
-        model_cls.register_for_auto_class("AutoModel")
-        cls_cls.register_for_auto_class("AutoModelForSequenceClassification")
-
-
-_register()
-
-__all__ = [
-    "STANDARD_LEADS",
-    "ENCODER_FAMILIES",
-    "ENCODER_PRESETS",
-    "create_encoder_config",
-    "ConfigFieldError",
-    "ECGEncoderConfig",
-    "ECGEncoderModel",
-    "ECGPreTrainedModel",
-    "ECGForSequenceClassificationBase",
-] + [cls.__name__ for classes in ENCODER_FAMILIES.values() for cls in classes]
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = [name for name in _EXPORTS if name != "BatchNorm1d"]

@@ -1,4 +1,5 @@
-"""Building blocks shared by the tac-ecg-hf ECG encoders: input checks, conv blocks, pooling, heads.
+"""The transformers side of the tac-ecg-hf ECG encoders: the pre-trained model classes, the shared forward and the
+classification base. The layers themselves are in ``layers.py`` (plain torch).
 
 This file is copied next to a saved checkpoint (``trust_remote_code``), so it only imports
 ``torch``, ``transformers``, the standard library and relative modules.
@@ -16,99 +17,15 @@ from transformers.modeling_outputs import BaseModelOutputWithPoolingAndNoAttenti
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, cached_file
 
 from .configuration_ecg_base import ConfigFieldError, ECGEncoderConfig
-
-
-def check_input_values(input_values: torch.Tensor, config: ECGEncoderConfig) -> None:
-    """Refuse inputs the encoder would silently misread, with a message saying how to fix them.
-
-    Only shapes are checked (no device sync); NaN/inf values are caught by the feature extractor
-    (``tac_ecg_hf.data.ECGPreprocessor``), which sees the record before it becomes a tensor.
-    """
-    if not isinstance(input_values, torch.Tensor):
-        raise TypeError(f"input_values must be a torch.Tensor, got {type(input_values).__name__}.")
-    if input_values.dim() == 2:
-        raise ValueError(
-            f"input_values has shape {tuple(input_values.shape)}; expected (batch, {config.in_channels} leads, "
-            "samples). Add a batch dimension with input_values.unsqueeze(0)."
-        )
-    if input_values.dim() != 3:
-        raise ValueError(
-            f"input_values has shape {tuple(input_values.shape)}; expected (batch, {config.in_channels} leads, "
-            "samples)."
-        )
-    leads = input_values.shape[1]
-    if leads != config.in_channels:
-        hint = ""
-        if input_values.shape[2] == config.in_channels:
-            hint = " It looks time-first: pass input_values.transpose(1, 2)."
-        raise ValueError(
-            f"input_values has {leads} leads in dim 1 (shape {tuple(input_values.shape)}) but this encoder reads "
-            f"{config.in_channels} leads {config.lead_names}.{hint} Use tac_ecg_hf.data.ECGPreprocessor to reorder, "
-            "zero-fill or select leads by name."
-        )
-
-
-class BatchNorm1d(nn.BatchNorm1d):
-    """``nn.BatchNorm1d`` (same parameters, buffers and state dict) with a cheaper backward where it is frozen.
-
-    While an adapter trains behind a frozen encoder (LRC-Adapter, LoRA), each BatchNorm is in eval mode with frozen
-    affine parameters, yet gradients flow through it to the adapters upstream. On CPU in float32, ``F.batch_norm``'s
-    forward + backward then costs about 3x an elementwise multiply-add (10.5 vs 3.4 ms for a (32, 256, 250) tensor,
-    one thread), for what is a per-channel affine map; this forward computes the map as ``input * scale + shift``.
-    In bfloat16 the native kernel is as fast (5.3 vs 5.7 ms) and is kept. Training-mode statistics, inference (no
-    gradient) and trainable affine parameters take ``nn.BatchNorm1d``'s own path unchanged.
-    """
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        frozen_on_a_gradient_path = (
-            not self.training
-            and input.dtype == torch.float32
-            and self.running_mean is not None
-            and input.requires_grad
-            and torch.is_grad_enabled()
-            and not any(p.requires_grad for p in (self.weight, self.bias) if p is not None)
-        )
-        if not frozen_on_a_gradient_path:
-            return super().forward(input)
-        scale = torch.rsqrt(self.running_var + self.eps)
-        shift = -self.running_mean * scale
-        if self.weight is not None:
-            scale = scale * self.weight
-            shift = shift * self.weight + self.bias
-        shape = (-1,) + (1,) * (input.dim() - 2)  # (C, 1) for (N, C, L) and (C,) for (N, C)
-        return input * scale.view(shape) + shift.view(shape)
-
-
-class ConvBnAct1d(nn.Module):
-    """Conv1d -> BatchNorm1d -> activation. Serial LRC-Adapters are inserted right after ``bn``."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, dilation=1, act=True, zero_bn=False):
-        super().__init__()
-        padding = dilation * (kernel_size - 1) // 2
-        self.conv = nn.Conv1d(
-            in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation, bias=False
-        )
-        self.bn = BatchNorm1d(out_channels)
-        self.bn.zero_init = zero_bn
-        self.act = nn.ReLU(inplace=False) if act else nn.Identity()
-
-    def forward(self, x):
-        return self.act(self.bn(self.conv(x)))
-
-
-class AdaptivePool1d(nn.Module):
-    """Global pooling over time: concatenated average+max (``avgmax``) or average (``avg``)."""
-
-    def __init__(self, mode: str):
-        super().__init__()
-        self.mode = mode
-
-    def forward(self, x):
-        avg = x.mean(dim=-1)
-        if self.mode == "avg":
-            return avg
-        return torch.cat([avg, x.amax(dim=-1)], dim=-1)
-
+from .layers import (  # noqa: F401  (re-exported: the names this module always had)
+    AdaptivePool1d,
+    BatchNorm1d,
+    ConvBnAct1d,
+    ECGClassificationHead,
+    check_input_values,
+    conv_bn_values,
+    forward_resnet_features,
+)
 
 # ----------------------------------------------------------------------------------------------------------------
 # checkpoint size check
@@ -136,12 +53,6 @@ def _weights_bytes(pretrained_model_name_or_path, hub_kwargs: dict) -> tuple[int
     except (OSError, ValueError, AttributeError):
         pass
     return None
-
-
-def conv_bn_values(in_channels: int, out_channels: int, kernel_size: int) -> int:
-    """Values in the state dict of a :class:`ConvBnAct1d`: conv weight (no bias), BatchNorm weight, bias, running
-    mean and variance, and its batch counter."""
-    return in_channels * out_channels * kernel_size + 4 * out_channels + 1
 
 
 def check_checkpoint_size(model_class: type, pretrained_model_name_or_path, config, kwargs: dict) -> None:
@@ -266,13 +177,7 @@ class ECGEncoderModel(ECGPreTrainedModel):
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
         """(last feature map of shape (batch, channels, time), the intermediate maps or None). The default runs a
         ``stem`` + ``stem_pool`` + ``stages`` network (the ResNet families); other families override it."""
-        hidden_state = self.stem_pool(self.stem(input_values))
-        hidden_states = (hidden_state,) if output_hidden_states else None
-        for stage in self.stages:
-            hidden_state = stage(hidden_state)
-            if output_hidden_states:
-                hidden_states += (hidden_state,)
-        return hidden_state, hidden_states
+        return forward_resnet_features(self, input_values, output_hidden_states)
 
     def forward(
         self,
@@ -293,16 +198,6 @@ class ECGEncoderModel(ECGPreTrainedModel):
         return BaseModelOutputWithPoolingAndNoAttention(
             last_hidden_state=last_hidden_state, pooler_output=pooled, hidden_states=hidden_states
         )
-
-
-class ECGClassificationHead(nn.Module):
-    def __init__(self, feature_size: int, num_labels: int, dropout: float):
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(feature_size, num_labels)
-
-    def forward(self, pooled):
-        return self.classifier(self.dropout(pooled))
 
 
 class ECGForSequenceClassificationBase(ECGPreTrainedModel):

@@ -1,38 +1,10 @@
 """XResNet1d encoder (TAC-ECG's xresnet1d101)."""
 
-from torch import nn
-
 from .configuration_xresnet1d import XResNet1dConfig
-from .modeling_ecg_base import ConvBnAct1d, ECGEncoderModel, ECGForSequenceClassificationBase, conv_bn_values
+from .layers import XResNet1dBlock, build_xresnet1d, conv_bn_values
+from .modeling_ecg_base import ECGEncoderModel, ECGForSequenceClassificationBase
 
-
-class XResNet1dBlock(nn.Module):
-    """Bottleneck (expansion > 1) or basic residual block with an average-pool shortcut when strided."""
-
-    def __init__(self, in_channels, width, expansion, kernel_size, stride):
-        super().__init__()
-        out_channels = width * expansion
-        if expansion == 1:
-            self.convpath = nn.Sequential(
-                ConvBnAct1d(in_channels, width, kernel_size, stride=stride),
-                ConvBnAct1d(width, out_channels, kernel_size, act=False, zero_bn=True),
-            )
-        else:
-            self.convpath = nn.Sequential(
-                ConvBnAct1d(in_channels, width, 1),
-                ConvBnAct1d(width, width, kernel_size, stride=stride),
-                ConvBnAct1d(width, out_channels, 1, act=False, zero_bn=True),
-            )
-        shortcut = []
-        if stride != 1:
-            shortcut.append(nn.AvgPool1d(stride, ceil_mode=True))
-        if in_channels != out_channels:
-            shortcut.append(ConvBnAct1d(in_channels, out_channels, 1, act=False))
-        self.idpath = nn.Sequential(*shortcut)
-        self.act = nn.ReLU()
-
-    def forward(self, x):
-        return self.act(self.convpath(x) + self.idpath(x))
+__all__ = ["XResNet1dBlock", "XResNet1dModel", "XResNet1dForSequenceClassification"]
 
 
 class XResNet1dModel(ECGEncoderModel):
@@ -41,21 +13,7 @@ class XResNet1dModel(ECGEncoderModel):
 
     def __init__(self, config: XResNet1dConfig):
         super().__init__(config)
-        stem, channels = [], config.in_channels
-        for i, width in enumerate(config.stem_widths):
-            stem.append(ConvBnAct1d(channels, width, config.kernel_size, stride=2 if i == 0 else 1))
-            channels = width
-        self.stem = nn.Sequential(*stem)
-        self.stem_pool = nn.MaxPool1d(kernel_size=3, stride=2, padding=1)
-        stages = []
-        for i, (n_blocks, width) in enumerate(zip(config.layers, config.block_widths)):
-            blocks = []
-            for j in range(n_blocks):
-                stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(XResNet1dBlock(channels, width, config.expansion, config.kernel_size, stride))
-                channels = width * config.expansion
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
+        build_xresnet1d(self, config)
         self.post_init()
 
     @classmethod

@@ -1,0 +1,221 @@
+"""The encoders' layers in plain torch: input checks, conv blocks, pooling, the classification head, and the
+networks of the XResNet1d and ResNet1d families, built from any object with the config's fields.
+
+The transformers models (``modeling_*.py``) build their networks with these functions, and so does
+``tac_ecg_hf.lite``, the command line's single prediction, which must not import transformers (its modelling code
+alone takes longer to import than torch, see benchmarks/RESULTS.md): both get the same modules, the same state dict
+keys and the same forward. This file is copied next to a saved checkpoint with the modelling files
+(``trust_remote_code``), so it imports only torch and the standard library.
+"""
+
+import torch
+from torch import nn
+
+
+def check_input_values(input_values: torch.Tensor, config) -> None:
+    """Refuse inputs the encoder would silently misread, with a message saying how to fix them.
+
+    Only shapes are checked (no device sync); NaN/inf values are caught by the feature extractor
+    (``tac_ecg_hf.data.ECGPreprocessor``), which sees the record before it becomes a tensor.
+    """
+    if not isinstance(input_values, torch.Tensor):
+        raise TypeError(f"input_values must be a torch.Tensor, got {type(input_values).__name__}.")
+    if input_values.dim() == 2:
+        raise ValueError(
+            f"input_values has shape {tuple(input_values.shape)}; expected (batch, {config.in_channels} leads, "
+            "samples). Add a batch dimension with input_values.unsqueeze(0)."
+        )
+    if input_values.dim() != 3:
+        raise ValueError(
+            f"input_values has shape {tuple(input_values.shape)}; expected (batch, {config.in_channels} leads, "
+            "samples)."
+        )
+    leads = input_values.shape[1]
+    if leads != config.in_channels:
+        hint = ""
+        if input_values.shape[2] == config.in_channels:
+            hint = " It looks time-first: pass input_values.transpose(1, 2)."
+        raise ValueError(
+            f"input_values has {leads} leads in dim 1 (shape {tuple(input_values.shape)}) but this encoder reads "
+            f"{config.in_channels} leads {config.lead_names}.{hint} Use tac_ecg_hf.data.ECGPreprocessor to reorder, "
+            "zero-fill or select leads by name."
+        )
+
+
+class BatchNorm1d(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` (same parameters, buffers and state dict) with a cheaper backward where it is frozen.
+
+    While an adapter trains behind a frozen encoder (LRC-Adapter, LoRA), each BatchNorm is in eval mode with frozen
+    affine parameters, yet gradients flow through it to the adapters upstream. On CPU in float32, ``F.batch_norm``'s
+    forward + backward then costs about 3x an elementwise multiply-add (10.5 vs 3.4 ms for a (32, 256, 250) tensor,
+    one thread), for what is a per-channel affine map; this forward computes the map as ``input * scale + shift``.
+    In bfloat16 the native kernel is as fast (5.3 vs 5.7 ms) and is kept. Training-mode statistics, inference (no
+    gradient) and trainable affine parameters take ``nn.BatchNorm1d``'s own path unchanged.
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        frozen_on_a_gradient_path = (
+            not self.training
+            and input.dtype == torch.float32
+            and self.running_mean is not None
+            and input.requires_grad
+            and torch.is_grad_enabled()
+            and not any(p.requires_grad for p in (self.weight, self.bias) if p is not None)
+        )
+        if not frozen_on_a_gradient_path:
+            return super().forward(input)
+        scale = torch.rsqrt(self.running_var + self.eps)
+        shift = -self.running_mean * scale
+        if self.weight is not None:
+            scale = scale * self.weight
+            shift = shift * self.weight + self.bias
+        shape = (-1,) + (1,) * (input.dim() - 2)  # (C, 1) for (N, C, L) and (C,) for (N, C)
+        return input * scale.view(shape) + shift.view(shape)
+
+
+class ConvBnAct1d(nn.Module):
+    """Conv1d -> BatchNorm1d -> activation. Serial LRC-Adapters are inserted right after ``bn``."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, dilation=1, act=True, zero_bn=False):
+        super().__init__()
+        padding = dilation * (kernel_size - 1) // 2
+        self.conv = nn.Conv1d(
+            in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation, bias=False
+        )
+        self.bn = BatchNorm1d(out_channels)
+        self.bn.zero_init = zero_bn
+        self.act = nn.ReLU(inplace=False) if act else nn.Identity()
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+class AdaptivePool1d(nn.Module):
+    """Global pooling over time: concatenated average+max (``avgmax``) or average (``avg``)."""
+
+    def __init__(self, mode: str):
+        super().__init__()
+        self.mode = mode
+
+    def forward(self, x):
+        avg = x.mean(dim=-1)
+        if self.mode == "avg":
+            return avg
+        return torch.cat([avg, x.amax(dim=-1)], dim=-1)
+
+
+class ECGClassificationHead(nn.Module):
+    def __init__(self, feature_size: int, num_labels: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(feature_size, num_labels)
+
+    def forward(self, pooled):
+        return self.classifier(self.dropout(pooled))
+
+
+def conv_bn_values(in_channels: int, out_channels: int, kernel_size: int) -> int:
+    """Values in the state dict of a :class:`ConvBnAct1d`: conv weight (no bias), BatchNorm weight, bias, running
+    mean and variance, and its batch counter."""
+    return in_channels * out_channels * kernel_size + 4 * out_channels + 1
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# networks
+
+
+def forward_resnet_features(
+    module: nn.Module, input_values: torch.Tensor, output_hidden_states: bool = False
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+    """(last feature map of shape (batch, channels, time), the intermediate maps or None) of a ``stem`` +
+    ``stem_pool`` + ``stages`` network (the ResNet families)."""
+    hidden_state = module.stem_pool(module.stem(input_values))
+    hidden_states = (hidden_state,) if output_hidden_states else None
+    for stage in module.stages:
+        hidden_state = stage(hidden_state)
+        if output_hidden_states:
+            hidden_states += (hidden_state,)
+    return hidden_state, hidden_states
+
+
+class XResNet1dBlock(nn.Module):
+    """Bottleneck (expansion > 1) or basic residual block with an average-pool shortcut when strided."""
+
+    def __init__(self, in_channels, width, expansion, kernel_size, stride):
+        super().__init__()
+        out_channels = width * expansion
+        if expansion == 1:
+            self.convpath = nn.Sequential(
+                ConvBnAct1d(in_channels, width, kernel_size, stride=stride),
+                ConvBnAct1d(width, out_channels, kernel_size, act=False, zero_bn=True),
+            )
+        else:
+            self.convpath = nn.Sequential(
+                ConvBnAct1d(in_channels, width, 1),
+                ConvBnAct1d(width, width, kernel_size, stride=stride),
+                ConvBnAct1d(width, out_channels, 1, act=False, zero_bn=True),
+            )
+        shortcut = []
+        if stride != 1:
+            shortcut.append(nn.AvgPool1d(stride, ceil_mode=True))
+        if in_channels != out_channels:
+            shortcut.append(ConvBnAct1d(in_channels, out_channels, 1, act=False))
+        self.idpath = nn.Sequential(*shortcut)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.convpath(x) + self.idpath(x))
+
+
+def build_xresnet1d(module: nn.Module, config) -> None:
+    """Give ``module`` the ``stem``, ``stem_pool`` and ``stages`` of an XResNet1d (fields of ``XResNet1dConfig``)."""
+    stem, channels = [], config.in_channels
+    for i, width in enumerate(config.stem_widths):
+        stem.append(ConvBnAct1d(channels, width, config.kernel_size, stride=2 if i == 0 else 1))
+        channels = width
+    module.stem = nn.Sequential(*stem)
+    module.stem_pool = nn.MaxPool1d(kernel_size=3, stride=2, padding=1)
+    stages = []
+    for i, (n_blocks, width) in enumerate(zip(config.layers, config.block_widths)):
+        blocks = []
+        for j in range(n_blocks):
+            stride = 2 if (i > 0 and j == 0) else 1
+            blocks.append(XResNet1dBlock(channels, width, config.expansion, config.kernel_size, stride))
+            channels = width * config.expansion
+        stages.append(nn.Sequential(*blocks))
+    module.stages = nn.Sequential(*stages)
+
+
+class ResNet1dBasicBlock(nn.Module):
+    def __init__(self, in_channels, out_channels, kernel_size, stride):
+        super().__init__()
+        self.conv1 = ConvBnAct1d(in_channels, out_channels, kernel_size, stride=stride)
+        self.conv2 = ConvBnAct1d(out_channels, out_channels, kernel_size, act=False, zero_bn=True)
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = ConvBnAct1d(in_channels, out_channels, 1, stride=stride, act=False)
+        else:
+            self.downsample = nn.Identity()
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.conv2(self.conv1(x)) + self.downsample(x))
+
+
+def build_resnet1d(module: nn.Module, config) -> None:
+    """Give ``module`` the ``stem``, ``stem_pool`` and ``stages`` of a ResNet1d (fields of ``ResNet1dConfig``; stage
+    ``i`` is ``base_width * 2**i`` channels wide)."""
+    module.stem = ConvBnAct1d(config.in_channels, config.base_width, config.stem_kernel_size, stride=2)
+    module.stem_pool = nn.MaxPool1d(kernel_size=3, stride=2, padding=1)
+    stages, channels = [], config.base_width
+    widths = [config.base_width * 2**i for i in range(len(config.layers))]
+    for i, (n_blocks, width) in enumerate(zip(config.layers, widths)):
+        blocks = []
+        for j in range(n_blocks):
+            blocks.append(ResNet1dBasicBlock(channels, width, config.kernel_size, 2 if (i > 0 and j == 0) else 1))
+            channels = width
+        stages.append(nn.Sequential(*blocks))
+    module.stages = nn.Sequential(*stages)
+
+
+#: model_type -> the function that builds its network (the families ``tac_ecg_hf.lite`` runs without transformers)
+NETWORK_BUILDERS = {"xresnet1d": build_xresnet1d, "resnet1d": build_resnet1d}
