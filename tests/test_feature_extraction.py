@@ -200,3 +200,21 @@ def test_ptbxl_arrays_pass_through_nearly_unchanged(ptbxl_dir):
         out = fe(x, sampling_rate=100, lead_names=list(STANDARD_LEADS))["input_values"][0]
         corr = np.corrcoef(out.ravel(), ((x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)).ravel())[0, 1]
         assert corr > 0.98, corr
+
+
+def test_batched_and_lead_by_lead_resampling_give_the_same_values(monkeypatch):
+    """Short records are resampled in one call (the filter designed once), long ones lead by lead (bounded
+    temporaries): the same values either way, and the cached band-pass design is not changed by filtering."""
+    from tac_ecg_hf.data import preprocessing
+    from tac_ecg_hf.data.preprocessing import ECGPreprocessor
+
+    rng = np.random.default_rng(3)
+    signal = rng.normal(size=(12, 5000)).astype(np.float32)
+    leads = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+    fe = ECGPreprocessor()
+    batched = fe.prepare(signal, sampling_rate=500, lead_names=leads).signal
+    design = preprocessing._butter_bandpass(2, 0.5, 40.0, 500.0).copy()
+    monkeypatch.setattr(preprocessing, "_BATCHED_RESAMPLE_VALUES", 0)
+    per_lead = fe.prepare(signal, sampling_rate=500, lead_names=leads).signal
+    assert batched.shape == (12, 1000) and np.array_equal(batched, per_lead)
+    assert np.array_equal(preprocessing._butter_bandpass(2, 0.5, 40.0, 500.0), design)

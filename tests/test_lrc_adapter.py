@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 
 import pytest
@@ -706,11 +707,7 @@ def test_frozen_batchnorm_fast_path_gives_the_same_training_step(family, monkeyp
     x, labels = inputs(), torch.tensor([[1, 0, 0, 1, 0], [0, 1, 0, 0, 0], [0, 0, 1, 1, 1], [1, 0, 0, 0, 0]]).float()
     before = bn_state(model)
 
-    def step():
-        model.zero_grad(set_to_none=True)
-        loss = model(input_values=x, labels=labels).loss
-        loss.backward()
-        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    step = functools.partial(_training_step, model, x, labels)
 
     calls = []
     batch_norm = F.batch_norm
@@ -745,3 +742,70 @@ def test_batchnorm_fast_path_only_where_frozen_in_eval_mode():
     bn.requires_grad_(False)
     torch.testing.assert_close(bn(x), F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias,
                                                    False, 0.0, bn.eps))
+
+
+def _training_step(model, x, labels, bf16: bool = False):
+    """One forward + backward: (float32 loss, gradient of each trainable parameter by name)."""
+    model.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = model(input_values=x, labels=labels).loss
+    loss.backward()
+    return loss.detach().float(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("family", ["xresnet1d", "resnet1d"])
+def test_frozen_conv_batchnorm_folding_gives_the_same_training_step(family, monkeypatch):
+    """Behind a training adapter, a frozen conv + frozen BatchNorm pair runs as one conv with folded weights: the same
+    loss and adapter gradients as conv then BatchNorm, and the frozen weights and statistics untouched."""
+    from tac_ecg_hf.models.encoders.layers import BatchNorm1d, ConvBnAct1d
+
+    model = get_peft_model(base_model(family), LRCConfig(r=2, target_modules=None), adapter_name="t")
+    randomise_adapters(model)
+    model.eval()
+    x, labels = inputs(), torch.tensor([[1, 0, 0, 1, 0], [0, 1, 0, 0, 0], [0, 0, 1, 1, 1], [1, 0, 0, 0, 0]]).float()
+    before = {k: v.clone() for k, v in model.state_dict().items() if "lrc_" not in k}
+
+    step = functools.partial(_training_step, model, x, labels)
+
+    folded = []
+    conv1d = torch.nn.functional.conv1d
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            torch.nn.functional, "conv1d", lambda *a, **k: folded.append(a[2] is not None) or conv1d(*a, **k)
+        )
+        fast_loss, fast_grads = step()
+    assert any(folded), "no conv + BatchNorm pair was folded"
+    monkeypatch.setattr(ConvBnAct1d, "forward", lambda self, t: self.act(self.bn(self.conv(t))))
+    monkeypatch.setattr(BatchNorm1d, "forward", nn.BatchNorm1d.forward)
+    ref_loss, ref_grads = step()
+    torch.testing.assert_close(fast_loss, ref_loss, rtol=1e-5, atol=1e-6)
+    assert fast_grads.keys() == ref_grads.keys()
+    for name in ref_grads:
+        torch.testing.assert_close(fast_grads[name], ref_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    after = {k: v for k, v in model.state_dict().items() if "lrc_" not in k}
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_conv_batchnorm_folding_under_bf16_autocast_is_close():
+    """Under bf16 autocast the folded pairs round the folded weights instead of the conv output: a training step's loss
+    and adapter gradients stay within bfloat16 rounding of the unfolded step's."""
+    from tac_ecg_hf.models.encoders.layers import ConvBnAct1d
+
+    model = get_peft_model(base_model("xresnet1d"), LRCConfig(r=2, target_modules=None), adapter_name="t")
+    randomise_adapters(model)
+    model.eval()
+    x, labels = inputs(), torch.tensor([[1, 0, 0, 1, 0], [0, 1, 0, 0, 0], [0, 0, 1, 1, 1], [1, 0, 0, 0, 0]]).float()
+
+    step = functools.partial(_training_step, model, x, labels, bf16=True)
+
+    folded_loss, folded = step()
+    plain_forward = ConvBnAct1d.forward
+    try:
+        ConvBnAct1d.forward = lambda self, t: self.act(self.bn(self.conv(t)))
+        plain_loss, plain = step()
+    finally:
+        ConvBnAct1d.forward = plain_forward
+    torch.testing.assert_close(folded_loss, plain_loss, rtol=2e-2, atol=1e-3)
+    flat = lambda g: torch.cat([v.flatten() for _, v in sorted(g.items())])  # noqa: E731
+    a, b = flat(folded), flat(plain)
+    assert (a - b).norm() <= 0.05 * b.norm(), ((a - b).norm(), b.norm())

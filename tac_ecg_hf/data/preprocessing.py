@@ -23,6 +23,7 @@ line's single prediction runs without it (``tac_ecg_hf.lite``).
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import re
@@ -99,6 +100,20 @@ def canonical_lead_name(name: str, single_lead: bool = False) -> str:
     if key.startswith("lead") and key[4:] in _CANONICAL_LEADS:
         return _CANONICAL_LEADS[key[4:]]
     return stripped
+
+
+#: records of at most this many values are resampled in one call (float64 temporaries of at most 32 MiB); longer
+#: ones lead by lead. Both give the same values; one call designs the anti-aliasing filter once instead of per lead.
+_BATCHED_RESAMPLE_VALUES = 1 << 22
+
+
+@functools.lru_cache(maxsize=64)
+def _butter_bandpass(order: int, low: float, high: float, fs: float) -> np.ndarray:
+    """Second-order sections of the Butterworth band-pass, designed once per (order, band, rate): an archive has a
+    few sampling rates, and the design costs about a third of a millisecond each time."""
+    from scipy.signal import butter
+
+    return butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -479,8 +494,10 @@ class ECGPreprocessor:
             )
         from scipy.signal import resample_poly
 
-        # one lead at a time keeps the float64 temporaries to one lead's length
-        out = np.stack([resample_poly(row.astype(np.float64), up, down).astype(np.float32) for row in signal])
+        if signal.size <= _BATCHED_RESAMPLE_VALUES:  # all leads in one call: the filter is designed once
+            out = resample_poly(signal.astype(np.float64), up, down, axis=-1).astype(np.float32)
+        else:  # one lead at a time keeps the float64 temporaries of a long record to one lead's length
+            out = np.stack([resample_poly(row.astype(np.float64), up, down).astype(np.float32) for row in signal])
         # resampling itself is routine; an inexact ratio is not
         if Fraction(self.sampling_rate) / Fraction(fs) != ratio:
             notes.append(f"resampled from {fs:g} Hz to {self.sampling_rate} Hz approximately (ratio {up}/{down})")
@@ -491,10 +508,11 @@ class ECGPreprocessor:
         is removed before it could alias. The edges are extended by a 1 s reflection ("even" padding): measured on the
         raw PTB-XL records, it keeps a record and its band-passed copy within 0.02 in probability, where the default
         odd extension left 0.08 near a record's end."""
-        from scipy.signal import butter, sosfiltfilt
+        from scipy.signal import sosfiltfilt
 
         low, high = self.bandpass
-        sos = butter(self.filter_order, [low, min(high, 0.45 * fs)], btype="bandpass", fs=fs, output="sos")
+        # a copy: scipy's sosfilt wants a writable array, and the cached design must stay as designed
+        sos = _butter_bandpass(self.filter_order, low, min(high, 0.45 * fs), float(fs)).copy()
         padlen = min(int(fs), signal.shape[-1] - 1)
         if padlen < 1:
             return signal
