@@ -57,6 +57,16 @@ def available_tasks(model_path: str | os.PathLike) -> list[str]:
     return task_adapters_in(model_path)
 
 
+def preprocessor_folder(model_path: str | os.PathLike, task: str | None = None) -> Path | None:
+    """The folder whose ``preprocessor_config.json`` a task reads its input with: the task's own where it has one,
+    else the model's; None where neither has one."""
+    root = Path(model_path)
+    for folder in ([root / task] if task else []) + [root]:
+        if (folder / "preprocessor_config.json").is_file():
+            return folder
+    return None
+
+
 def load_feature_extractor(model_path: str | os.PathLike, task: str | None = None):
     """The feature extractor of a model folder, or of one of its tasks (its own ``preprocessor_config.json`` when it
     has one, else the model's)."""
@@ -64,10 +74,10 @@ def load_feature_extractor(model_path: str | os.PathLike, task: str | None = Non
     from .safety import read_json_object
 
     root = Path(model_path)
-    for folder in ([root / task] if task else []) + [root]:
-        if (folder / "preprocessor_config.json").is_file():
-            read_json_object(folder / "preprocessor_config.json", what="feature extractor settings")
-            return ECGFeatureExtractor.from_pretrained(folder)
+    folder = preprocessor_folder(root, task)
+    if folder is not None:
+        read_json_object(folder / "preprocessor_config.json", what="feature extractor settings")
+        return ECGFeatureExtractor.from_pretrained(folder)
     raise FileNotFoundError(
         f"{root} has no preprocessor_config.json: the feature extractor (sampling rate, leads, band-pass, window) "
         "must be saved with the model. Save one with ECGFeatureExtractor(...).save_pretrained(folder)."

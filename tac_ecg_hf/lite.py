@@ -42,10 +42,20 @@ from torch import nn
 
 from .adapters.lrc_core import check_lrc_fields, lrc_scaling, parallel_update, serial_update
 from .models.encoders.layers import (
+    NETWORK_BUILDERS,
     AdaptivePool1d,
     ECGClassificationHead,
     check_input_values,
     forward_resnet_features,
+)
+from .models.encoders.limits import (
+    MAX_DEPTH,
+    MAX_IN_CHANNELS,
+    MAX_KERNEL_SIZE,
+    MAX_NUM_SAMPLES,
+    MAX_SAMPLING_RATE,
+    MAX_WIDTH,
+    resnet1d_stage_widths,
 )
 
 logger = logging.getLogger(__name__)
@@ -58,10 +68,6 @@ FAMILY_FIELDS = {
     "resnet1d": ("layers", "base_width", "kernel_size", "stem_kernel_size"),
 }
 _CONFIG_BOOKKEEPING = {"architectures", "auto_map", "model_type", "dtype", "torch_dtype", "transformers_version"}
-#: the bounds of ``configuration_ecg_base`` (MAX_DEPTH, MAX_WIDTH, ...), repeated so as not to import transformers;
-#: ``tests/test_lite.py`` checks that this path refuses every config the encoder configs refuse
-_MAX_DEPTH, _MAX_WIDTH, _MAX_KERNEL, _MAX_IN_CHANNELS = 1_000, 8_192, 255, 64
-_MAX_NUM_SAMPLES, _MAX_SAMPLING_RATE = 10_000_000, 100_000
 
 #: fields of an LRC-Adapter's adapter_config.json: LRCConfig's and those PEFT's PeftConfig writes
 LRC_FIELDS = (
@@ -108,8 +114,6 @@ def load_lite_classifier(model_path: str | os.PathLike, tasks: list[str], allow_
 
 
 def _load(path: Path, tasks: list[str]):
-    from safetensors.torch import load_file
-
     from .adapters.fingerprint import state_dict_fingerprint
     from .inference import ECGTaskClassifier, TaskHead
 
@@ -121,7 +125,7 @@ def _load(path: Path, tasks: list[str]):
     extractors = {task: _preprocessor(path, task) for task in tasks}
     with torch.device("meta"):  # no allocation, no random init: every tensor comes from the file
         model = LiteECGClassifier(config)
-    state = _load_safetensors(load_file, weights)
+    state = _load_safetensors(weights)
     _check_same_tensors(model.encoder.state_dict(), state, "encoder")
     model.encoder.load_state_dict(state, strict=True, assign=True)
     fingerprint = state_dict_fingerprint(state)
@@ -129,7 +133,7 @@ def _load(path: Path, tasks: list[str]):
         if settings.encoder_fingerprint != fingerprint:
             raise _NotLite(f"the {task} adapter was trained on other encoder weights")
     for task, (settings, file) in adapters.items():
-        model.add_task(task, settings, _load_safetensors(load_file, file))
+        model.add_task(task, settings, _load_safetensors(file))
     heads = {
         task: TaskHead(list(settings.labels), settings.problem_type, settings.thresholds)
         for task, (settings, _) in adapters.items()
@@ -158,7 +162,7 @@ def _is_int(value, low: int, high: int, odd: bool = False) -> bool:
     )
 
 
-def _int_list(value, high: int, max_len: int = _MAX_DEPTH) -> bool:
+def _int_list(value, high: int, max_len: int = MAX_DEPTH) -> bool:
     return isinstance(value, list) and 1 <= len(value) <= max_len and all(_is_int(v, 1, high) for v in value)
 
 
@@ -179,37 +183,37 @@ def _encoder_config(path: Path) -> SimpleNamespace:
         raise _NotLite(f"architectures {architectures!r} is not a bare encoder")
     c = SimpleNamespace(**{k: data[k] for k in (*_INPUT_FIELDS, *family)}, model_type=model_type)
     ok = (
-        _is_int(c.in_channels, 1, _MAX_IN_CHANNELS)
-        and _is_int(c.sampling_rate, 1, _MAX_SAMPLING_RATE)
-        and _is_int(c.num_samples, 1, _MAX_NUM_SAMPLES)
+        _is_int(c.in_channels, 1, MAX_IN_CHANNELS)
+        and _is_int(c.sampling_rate, 1, MAX_SAMPLING_RATE)
+        and _is_int(c.num_samples, 1, MAX_NUM_SAMPLES)
         and isinstance(c.lead_names, list)
         and len(c.lead_names) == c.in_channels
         and all(isinstance(name, str) for name in c.lead_names)
         and c.pooling in ("avgmax", "avg")
-        and _is_int(c.kernel_size, 1, _MAX_KERNEL, odd=True)
-        and _int_list(c.layers, _MAX_DEPTH)
+        and _is_int(c.kernel_size, 1, MAX_KERNEL_SIZE, odd=True)
+        and _int_list(c.layers, MAX_DEPTH)
     )
     dropout, init = data.get("classifier_dropout", 0.1), data.get("initializer_range", 0.02)
     ok = ok and isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and 0 <= dropout < 1
     ok = ok and isinstance(init, (int, float)) and not isinstance(init, bool) and math.isfinite(init) and 0 < init <= 1
     if ok and model_type == "xresnet1d":
         ok = (
-            _int_list(c.stem_widths, _MAX_WIDTH, max_len=16)
-            and sum(c.layers) + len(c.stem_widths) <= _MAX_DEPTH
+            _int_list(c.stem_widths, MAX_WIDTH, max_len=16)
+            and sum(c.layers) + len(c.stem_widths) <= MAX_DEPTH
             and _is_int(c.expansion, 1, 64)
-            and _int_list(c.block_widths, _MAX_WIDTH // c.expansion, max_len=len(c.layers))
+            and _int_list(c.block_widths, MAX_WIDTH // c.expansion, max_len=len(c.layers))
             and len(c.block_widths) == len(c.layers)
         )
         width = c.block_widths[-1] * c.expansion if ok else 0
     elif ok:
         ok = (
             len(c.layers) <= 16
-            and sum(c.layers) <= _MAX_DEPTH
-            and _is_int(c.base_width, 1, _MAX_WIDTH)
-            and c.base_width * 2 ** (len(c.layers) - 1) <= _MAX_WIDTH
-            and _is_int(c.stem_kernel_size, 1, _MAX_KERNEL, odd=True)
+            and sum(c.layers) <= MAX_DEPTH
+            and _is_int(c.base_width, 1, MAX_WIDTH)
+            and _is_int(c.stem_kernel_size, 1, MAX_KERNEL_SIZE, odd=True)
         )
-        width = c.base_width * 2 ** (len(c.layers) - 1) if ok else 0
+        width = resnet1d_stage_widths(c.base_width, len(c.layers))[-1] if ok else 0
+        ok = ok and width <= MAX_WIDTH
     if not ok:
         raise _NotLite("a config value is out of the encoder configs' bounds")
     c.feature_size = 2 * width if c.pooling == "avgmax" else width
@@ -240,18 +244,21 @@ def _adapter(folder: Path, task: str) -> tuple[SimpleNamespace, Path]:
 
 def _preprocessor(path: Path, task: str):
     from .data.preprocessing import ECGPreprocessor
+    from .inference import preprocessor_folder
 
-    for folder in (path / task, path):
-        if (folder / "preprocessor_config.json").is_file():
-            try:
-                return ECGPreprocessor(**_read(folder / "preprocessor_config.json"))
-            except (ValueError, TypeError) as err:
-                raise _NotLite(f"{folder}/preprocessor_config.json: {err}") from None
-    raise _NotLite("no preprocessor_config.json")
+    folder = preprocessor_folder(path, task)
+    if folder is None:
+        raise _NotLite("no preprocessor_config.json")
+    try:
+        return ECGPreprocessor(**_read(folder / "preprocessor_config.json"))
+    except (ValueError, TypeError) as err:
+        raise _NotLite(f"{folder}/preprocessor_config.json: {err}") from None
 
 
-def _load_safetensors(load_file, path: Path) -> dict[str, torch.Tensor]:
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file in float32, as ``from_pretrained`` loads these models."""
+    from safetensors.torch import load_file
+
     try:
         state = load_file(path, device="cpu")
     except Exception as err:  # safetensors' own error types; the transformers path reports it properly
@@ -273,8 +280,6 @@ class LiteECGEncoder(nn.Module):
     """The bare encoder of the transformers models (``ECGEncoderModel``): the same network, state dict and forward."""
 
     def __init__(self, config):
-        from .models.encoders.layers import NETWORK_BUILDERS
-
         super().__init__()
         self.config = config
         NETWORK_BUILDERS[config.model_type](self, config)
@@ -323,7 +328,6 @@ class LiteECGClassifier(nn.Module):
         self.peft_config: dict[str, SimpleNamespace] = {}
         self._adapted: dict[str, _Adapted] = {}
         self._active: str | None = None
-        self._num_labels = 0
         self._feature_size = config.feature_size
 
     def _targets(self, settings) -> dict[str, nn.Module]:

@@ -16,6 +16,18 @@ import math
 
 from transformers import PreTrainedConfig
 
+from .limits import (  # noqa: F401  (the bounds, re-exported under the names this module always had)
+    MAX_ATTENTION_HEADS,
+    MAX_DEPTH,
+    MAX_IN_CHANNELS,
+    MAX_KERNEL_SIZE,
+    MAX_NUM_LABELS,
+    MAX_NUM_SAMPLES,
+    MAX_SAMPLING_RATE,
+    MAX_STRIDE,
+    MAX_WIDTH,
+)
+
 STANDARD_LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 
 
@@ -24,17 +36,6 @@ class ConfigFieldError(ValueError):
     the network."""
 
 
-#: Sane maxima of encoder configs. They are far above every published ECG encoder (xresnet1d101: 33 blocks, widths
-#: 256) and low enough that a config within them cannot make module construction hang.
-MAX_DEPTH = 1_000  # blocks / layers of one network, all stages together
-MAX_WIDTH = 8_192  # channels of any layer
-MAX_KERNEL_SIZE = 255
-MAX_IN_CHANNELS = 64
-MAX_NUM_SAMPLES = 10_000_000
-MAX_SAMPLING_RATE = 100_000
-MAX_NUM_LABELS = 10_000
-MAX_ATTENTION_HEADS = 1_024
-MAX_STRIDE = 16
 
 
 #: Keys that transformers itself writes to or passes through ``config.json`` / ``from_pretrained`` without them

@@ -1,6 +1,7 @@
 """Configuration of ResNet1d (ResNet18-style 1D encoder)."""
 
 from .configuration_ecg_base import MAX_DEPTH, MAX_KERNEL_SIZE, MAX_WIDTH, ECGEncoderConfig, as_list
+from .limits import resnet1d_stage_widths
 
 
 class ResNet1dConfig(ECGEncoderConfig):
@@ -42,7 +43,7 @@ class ResNet1dConfig(ECGEncoderConfig):
 
     @property
     def stage_widths(self) -> list[int]:
-        return [self.base_width * 2**i for i in range(len(self.layers))]
+        return resnet1d_stage_widths(self.base_width, len(self.layers))
 
     @property
     def feature_size(self) -> int:

@@ -5,11 +5,13 @@ The transformers models (``modeling_*.py``) build their networks with these func
 ``tac_ecg_hf.lite``, the command line's single prediction, which must not import transformers (its modelling code
 alone takes longer to import than torch, see benchmarks/RESULTS.md): both get the same modules, the same state dict
 keys and the same forward. This file is copied next to a saved checkpoint with the modelling files
-(``trust_remote_code``), so it imports only torch and the standard library.
+(``trust_remote_code``), so it imports only torch, the standard library and ``limits.py``.
 """
 
 import torch
 from torch import nn
+
+from .limits import resnet1d_stage_widths
 
 
 def check_input_values(input_values: torch.Tensor, config) -> None:
@@ -241,7 +243,7 @@ def build_resnet1d(module: nn.Module, config) -> None:
     module.stem = ConvBnAct1d(config.in_channels, config.base_width, config.stem_kernel_size, stride=2)
     module.stem_pool = nn.MaxPool1d(kernel_size=3, stride=2, padding=1)
     stages, channels = [], config.base_width
-    widths = [config.base_width * 2**i for i in range(len(config.layers))]
+    widths = resnet1d_stage_widths(config.base_width, len(config.layers))
     for i, (n_blocks, width) in enumerate(zip(config.layers, widths)):
         blocks = []
         for j in range(n_blocks):
