@@ -562,3 +562,27 @@ def test_import_is_fast():
 
 def test_version():
     assert isinstance(tac_ecg_hf.__version__, str)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_strided_avg_pool_equals_torch_avg_pool_with_ceil_mode(dtype):
+    """The XResNet1d shortcut's pool (strided slices) gives nn.AvgPool1d(k, ceil_mode=True)'s values and input
+    gradients, on even and odd lengths (the last window then holds fewer steps), and is that module otherwise."""
+    from tac_ecg_hf.models.encoders.layers import StridedAvgPool1d
+
+    g = torch.Generator().manual_seed(0)
+    for k in (2, 3):
+        pool, ref = StridedAvgPool1d(k), torch.nn.AvgPool1d(k, ceil_mode=True)
+        assert isinstance(pool, torch.nn.AvgPool1d) and pool.state_dict() == {}
+        for length in (k, k + 1, 63, 125, 250):
+            x = torch.randn(3, 5, length, generator=g).to(dtype).requires_grad_()
+            out, expected = pool(x), ref(x)
+            assert out.shape == expected.shape and out.dtype == expected.dtype
+            grad = torch.randn(expected.shape, generator=g).to(dtype)
+            (got_grad,) = torch.autograd.grad(out, x, grad)
+            (ref_grad,) = torch.autograd.grad(expected, x, grad)
+            tol = dict(rtol=1e-2, atol=1e-2) if dtype == torch.bfloat16 else dict(rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(out, expected, **tol)
+            torch.testing.assert_close(got_grad, ref_grad, **tol)
+    unbatched = torch.randn(5, 9, generator=g).to(dtype)  # (channels, time): torch's own path
+    torch.testing.assert_close(StridedAvgPool1d(2)(unbatched), torch.nn.AvgPool1d(2, ceil_mode=True)(unbatched))

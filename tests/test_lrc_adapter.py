@@ -753,12 +753,17 @@ def _training_step(model, x, labels, bf16: bool = False):
     return loss.detach().float(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+@pytest.mark.parametrize("pointwise_matmul_min_length", [0, None], ids=["pointwise-as-matmul", "default"])
 @pytest.mark.parametrize("family", ["xresnet1d", "resnet1d"])
-def test_frozen_conv_batchnorm_folding_gives_the_same_training_step(family, monkeypatch):
-    """Behind a training adapter, a frozen conv + frozen BatchNorm pair runs as one conv with folded weights: the same
-    loss and adapter gradients as conv then BatchNorm, and the frozen weights and statistics untouched."""
+def test_frozen_conv_batchnorm_folding_gives_the_same_training_step(family, pointwise_matmul_min_length, monkeypatch):
+    """Behind a training adapter, a frozen conv + frozen BatchNorm pair runs as one conv with folded weights, also
+    where a serial adapter wraps the BatchNorm (it adapts the folded conv's output), and a pointwise one as a matmul:
+    the same loss and adapter gradients as conv then BatchNorm, and the frozen weights and statistics untouched."""
+    from tac_ecg_hf.models.encoders import layers
     from tac_ecg_hf.models.encoders.layers import BatchNorm1d, ConvBnAct1d
 
+    if pointwise_matmul_min_length is not None:  # the tiny encoders' maps are shorter than the default
+        monkeypatch.setattr(layers, "POINTWISE_MATMUL_MIN_LENGTH", pointwise_matmul_min_length)
     model = get_peft_model(base_model(family), LRCConfig(r=2, target_modules=None), adapter_name="t")
     randomise_adapters(model)
     model.eval()
@@ -767,14 +772,26 @@ def test_frozen_conv_batchnorm_folding_gives_the_same_training_step(family, monk
 
     step = functools.partial(_training_step, model, x, labels)
 
-    folded = []
-    conv1d = torch.nn.functional.conv1d
+    calls = {"folded": 0, "matmul": 0, "serial forward": 0, "serial after a fold": 0}
+    pointwise = layers._FrozenPointwiseConv.apply
+    serial_forward, adapt = LRCSerial.forward, LRCSerial.adapt_base_output
+
+    def count(key, fn):
+        def counted(*args, **kwargs):
+            calls[key] += 1
+            return fn(*args, **kwargs)
+        return counted
+
     with monkeypatch.context() as patch:
-        patch.setattr(
-            torch.nn.functional, "conv1d", lambda *a, **k: folded.append(a[2] is not None) or conv1d(*a, **k)
-        )
+        patch.setattr(layers, "frozen_conv1d", count("folded", layers.frozen_conv1d))
+        patch.setattr(layers._FrozenPointwiseConv, "apply", count("matmul", pointwise))
+        patch.setattr(LRCSerial, "forward", count("serial forward", serial_forward))
+        patch.setattr(LRCSerial, "adapt_base_output", count("serial after a fold", adapt))
         fast_loss, fast_grads = step()
-    assert any(folded), "no conv + BatchNorm pair was folded"
+    assert calls["folded"] > 0, calls
+    # every adapter but the first (whose conv input needs no gradient) sees a folded pair's output
+    assert calls["serial after a fold"] - calls["serial forward"] > 0, calls
+    assert (calls["matmul"] > 0) == (pointwise_matmul_min_length == 0 and family == "xresnet1d"), calls
     monkeypatch.setattr(ConvBnAct1d, "forward", lambda self, t: self.act(self.bn(self.conv(t))))
     monkeypatch.setattr(BatchNorm1d, "forward", nn.BatchNorm1d.forward)
     ref_loss, ref_grads = step()
@@ -786,10 +803,15 @@ def test_frozen_conv_batchnorm_folding_gives_the_same_training_step(family, monk
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-def test_conv_batchnorm_folding_under_bf16_autocast_is_close():
+@pytest.mark.parametrize("pointwise_matmul_min_length", [0, None], ids=["pointwise-as-matmul", "default"])
+def test_conv_batchnorm_folding_under_bf16_autocast_is_close(pointwise_matmul_min_length, monkeypatch):
     """Under bf16 autocast the folded pairs round the folded weights instead of the conv output: a training step's loss
     and adapter gradients stay within bfloat16 rounding of the unfolded step's."""
+    from tac_ecg_hf.models.encoders import layers
     from tac_ecg_hf.models.encoders.layers import ConvBnAct1d
+
+    if pointwise_matmul_min_length is not None:
+        monkeypatch.setattr(layers, "POINTWISE_MATMUL_MIN_LENGTH", pointwise_matmul_min_length)
 
     model = get_peft_model(base_model("xresnet1d"), LRCConfig(r=2, target_modules=None), adapter_name="t")
     randomise_adapters(model)

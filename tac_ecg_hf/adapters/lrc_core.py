@@ -101,12 +101,13 @@ def lrc_scaling(cfg) -> float:
 
 def serial_update(y: torch.Tensor, down, up, scaling: float) -> torch.Tensor:
     """The serial adapter after a layer whose output is ``y``: ``y + s * up(ReLU(down(y)))``."""
-    return y + scaling * up(torch.relu(down(y)))
+    # one fused y + s * u (``alpha``), not a scaled copy of u and then a sum
+    return torch.add(y, up(torch.relu(down(y))), alpha=scaling)
 
 
 def parallel_update(out: torch.Tensor, x: torch.Tensor, down, up, scaling: float) -> torch.Tensor:
     """The parallel adapter beside a conv with input ``x`` and output ``out``: ``out + s * up(down(x))``."""
-    return out + scaling * up(down(x))
+    return torch.add(out, up(down(x)), alpha=scaling)
 
 
 def _is_names(value) -> bool:

@@ -120,7 +120,12 @@ class LRCSerial(nn.Module, LRCLayer):
         self._finish_update(adapter_name, config)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any):
-        result = self.base_layer(x, *args, **kwargs)
+        return self.adapt_base_output(self.base_layer(x, *args, **kwargs))
+
+    def adapt_base_output(self, result):
+        """The active adapters applied to an output of the base layer: ``forward`` without the base layer, for an
+        encoder block that computes the base layer's output another way (``ConvBnAct1d`` folds a frozen BatchNorm
+        into the conv before it)."""
         if self.disable_adapters:
             return result
         y = result[0] if isinstance(result, tuple) else result

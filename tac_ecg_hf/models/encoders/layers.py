@@ -105,25 +105,80 @@ class ConvBnAct1d(nn.Module):
         # Frozen conv + frozen BatchNorm on a gradient path (an adapter upstream trains, this pair does not): one conv
         # with the folded weights ``W * scale`` and bias ``shift``, which spares the BatchNorm's pass forward and
         # backward: an xresnet1d101 LRC-Adapter step (batch 32, one thread) took 444 -> 378 ms in float32 and
-        # 392 -> 309 ms under bf16 autocast (interleaved A/B, benchmarks/RESULTS.md). Only for the plain layers (an
-        # adapter-wrapped ``bn`` or ``conv`` is not folded); the result equals bn(conv(x)) up to rounding (under
-        # autocast, the folded weights are rounded to bfloat16 instead of the conv output being scaled in float32).
+        # 392 -> 309 ms under bf16 autocast (interleaved A/B, benchmarks/RESULTS.md). A serial adapter wrapping
+        # ``bn`` (it has ``base_layer`` and ``adapt_base_output``) is applied to the folded conv's output, which is
+        # what it would have seen from ``bn``: folding those pairs too took the step 442 -> 392 ms (float32) and
+        # 368 -> 328 ms (bf16) in a later A/B. An adapter-wrapped ``conv`` is not folded. The result equals
+        # bn(conv(x)) up to rounding (under autocast, the folded weights are rounded to bfloat16 instead of the conv
+        # output being scaled in float32).
+        base_bn = getattr(bn, "base_layer", bn) if hasattr(bn, "adapt_base_output") else bn
         if (
             type(conv) is nn.Conv1d
-            and type(bn) is BatchNorm1d
+            and type(base_bn) is BatchNorm1d
             and x.requires_grad
             and not conv.weight.requires_grad
         ):
             # x stands for the conv output in the checks: the same need of a gradient, and a dtype the fold handles
-            affine = bn.frozen_affine(x, dtypes=(torch.float32, torch.bfloat16))
+            affine = base_bn.frozen_affine(x, dtypes=(torch.float32, torch.bfloat16))
             if affine is not None:
                 scale, shift = affine
                 weight = conv.weight * scale.view(-1, 1, 1)
                 bias = shift if conv.bias is None else shift + scale * conv.bias
-                return self.act(
-                    nn.functional.conv1d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
-                )
+                out = frozen_conv1d(x, weight, bias, conv)
+                return self.act(out if bn is base_bn else bn.adapt_base_output(out))
         return self.act(bn(conv(x)))
+
+
+# The shortest time axis for which a frozen pointwise conv runs as a matmul (``frozen_conv1d``): below it the
+# batched matmul's per-sample weight operand costs more than oneDNN's backward (bfloat16, 1024 -> 256 channels at 32
+# steps: 3.0 ms as a conv, 5.4 as a matmul). Measured on an xresnet1d101 adapter step: 64 beat 0 (every pointwise
+# conv) in float32 (386 vs 392 ms) and bfloat16 (303 vs 315 ms).
+POINTWISE_MATMUL_MIN_LENGTH = 64
+
+
+class _FrozenPointwiseConv(torch.autograd.Function):
+    """``weight @ x + bias`` over the channels of ``x`` (batch, in, time) for a frozen ``weight`` (out, in): the
+    gradient is ``x``'s only, ``weight.T @ grad``, with the transposed weight made contiguous (a transposed view
+    makes bfloat16 ``bmm`` 10x slower)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(weight)
+        out = torch.bmm(weight.expand(x.shape[0], -1, -1), x)  # the expanded batch of weights is a view, not a copy
+        return out.add_(bias.unsqueeze(-1))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        (weight,) = ctx.saved_tensors
+        weight_t = weight.t().contiguous()
+        return torch.bmm(weight_t.expand(grad.shape[0], -1, -1), grad.contiguous()), None, None
+
+
+def frozen_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+    """``conv1d(x, weight, bias)`` with ``conv``'s stride, padding, dilation and groups, for a frozen ``weight`` and
+    an ``x`` that needs a gradient (the folded pair of ``ConvBnAct1d``).
+
+    A pointwise conv (kernel 1, stride 1, no padding, one group) over at least ``POINTWISE_MATMUL_MIN_LENGTH`` steps
+    runs as a batched matmul. Its input gradient is then a matmul too, where oneDNN runs a transposed convolution
+    that on this CPU is 4x slower for a (32, 256, 250) -> 64-channel map (8.7 vs 2.0 ms in float32, 3.5 vs 0.6 ms in
+    bfloat16, one thread). Under autocast the inputs are cast as ``conv1d``'s would be; the output is the conv's up
+    to the order of the sums (a test checks it). Other convs take ``F.conv1d``, whose backward is as fast as its
+    forward.
+    """
+    if (
+        conv.kernel_size == (1,)
+        and conv.stride == (1,)
+        and conv.padding in ((0,), "valid")
+        and conv.groups == 1
+        and x.dim() == 3
+        and x.shape[-1] >= POINTWISE_MATMUL_MIN_LENGTH
+        and not torch.compiler.is_compiling()
+    ):
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+        if x.device.type == "cpu" and dtype in (torch.float32, torch.bfloat16):
+            return _FrozenPointwiseConv.apply(x.to(dtype), weight[:, :, 0].to(dtype), bias.to(dtype))
+    return nn.functional.conv1d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
 class AdaptivePool1d(nn.Module):
@@ -154,6 +209,63 @@ def conv_bn_values(in_channels: int, out_channels: int, kernel_size: int) -> int
     """Values in the state dict of a :class:`ConvBnAct1d`: conv weight (no bias), BatchNorm weight, bias, running
     mean and variance, and its batch counter."""
     return in_channels * out_channels * kernel_size + 4 * out_channels + 1
+
+
+class _WindowMean(torch.autograd.Function):
+    """Means over consecutive windows of ``k`` steps along the last dim, the last window holding what is left."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, k: int) -> torch.Tensor:
+        length = x.shape[-1]
+        n = length // k
+        ctx.k, ctx.length = k, length
+        out = x[..., 0 : n * k : k].clone()
+        for j in range(1, k):
+            out += x[..., j : n * k : k]
+        out *= 1.0 / k
+        if n * k < length:
+            out = torch.cat([out, x[..., n * k :].mean(dim=-1, keepdim=True)], dim=-1)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        k, length = ctx.k, ctx.length
+        n = length // k
+        grad_input = grad.new_empty(grad.shape[:-1] + (length,))
+        share = grad[..., :n] * (1.0 / k)
+        for j in range(k):
+            grad_input[..., j : n * k : k] = share
+        if n * k < length:
+            grad_input[..., n * k :] = grad[..., n:] / (length - n * k)
+        return grad_input, None
+
+
+class StridedAvgPool1d(nn.AvgPool1d):
+    """``nn.AvgPool1d(stride, ceil_mode=True)``, the strided shortcut of an XResNet1d block, computed as a sum of
+    strided slices.
+
+    torch's CPU kernel (it runs as a 2D pool) took 6.7 ms forward and 14.5 ms forward + backward for a
+    (32, 256, 250) float32 tensor on one thread, the slices 0.7 and 2.3 ms (bfloat16: 16.0 -> 3.0 ms), with the
+    same values (``tests/test_encoders.py``); an xresnet1d101 forward (batch 64, eager) took 342 -> 310 ms. The
+    module and its (empty) state dict are the pool's.
+    """
+
+    def __init__(self, stride: int):
+        super().__init__(stride, ceil_mode=True)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        (k,) = self.kernel_size if isinstance(self.kernel_size, tuple) else (self.kernel_size,)
+        (s,) = self.stride if isinstance(self.stride, tuple) else (self.stride,)
+        if (
+            k != s
+            or self.padding not in (0, (0,))
+            or input.dim() != 3
+            or input.shape[-1] < k
+            or torch.compiler.is_compiling()  # inductor fuses the pool itself; the slices only doubled compile time
+        ):
+            return super().forward(input)
+        return _WindowMean.apply(input, k)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -193,7 +305,7 @@ class XResNet1dBlock(nn.Module):
             )
         shortcut = []
         if stride != 1:
-            shortcut.append(nn.AvgPool1d(stride, ceil_mode=True))
+            shortcut.append(StridedAvgPool1d(stride))
         if in_channels != out_channels:
             shortcut.append(ConvBnAct1d(in_channels, out_channels, 1, act=False))
         self.idpath = nn.Sequential(*shortcut)
