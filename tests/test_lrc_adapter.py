@@ -831,3 +831,36 @@ def test_conv_batchnorm_folding_under_bf16_autocast_is_close(pointwise_matmul_mi
     flat = lambda g: torch.cat([v.flatten() for _, v in sorted(g.items())])  # noqa: E731
     a, b = flat(folded), flat(plain)
     assert (a - b).norm() <= 0.05 * b.norm(), ((a - b).norm(), b.norm())
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-autocast"])
+def test_low_rank_conv_as_matmul_equals_the_conv(bias, bf16):
+    """The adapters' pointwise convs run as one batched matmul: the output, its dtype under autocast and the
+    gradients of the input, weight and bias are the conv's (up to the order of the sums); other modules are called."""
+    from tac_ecg_hf.adapters.lrc_core import low_rank_conv
+
+    torch.manual_seed(0)
+    conv = nn.Conv1d(16, 4, 1, bias=bias)
+    x = torch.randn(3, 16, 70, requires_grad=True)
+    grad = torch.randn(3, 4, 70)
+    results = []
+    for fn in (low_rank_conv, lambda m, t: m(t)):
+        conv.zero_grad(set_to_none=True)
+        x.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = fn(conv, x)
+        out.backward(grad.to(out.dtype))
+        results.append((out.detach(), x.grad.clone(), conv.weight.grad.clone(),
+                        None if conv.bias is None else conv.bias.grad.clone()))
+    (fast, *fast_grads), (ref, *ref_grads) = results
+    assert fast.dtype == ref.dtype == (torch.bfloat16 if bf16 else torch.float32)
+    tol = dict(rtol=2e-2, atol=2e-2) if bf16 else dict(rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast, ref, **tol)
+    for a, b in zip(fast_grads, ref_grads):
+        if b is None:
+            assert a is None
+        else:
+            torch.testing.assert_close(a, b, **tol)
+    wide = nn.Conv1d(16, 4, 3, padding=1)  # not pointwise: called as it is
+    torch.testing.assert_close(low_rank_conv(wide, x), wide(x))

@@ -130,8 +130,8 @@ class LRCSerial(nn.Module, LRCLayer):
             return result
         y = result[0] if isinstance(result, tuple) else result
         for name in self._active():
-            down, dropout = self.lrc_down[name], self.lrc_dropout[name]
-            y = serial_update(y, lambda t: down(dropout(t)), self.lrc_up[name], self.lrc_scaling[name])
+            y = serial_update(y, self.lrc_down[name], self.lrc_up[name], self.lrc_scaling[name],
+                              dropout=self.lrc_dropout[name])
         return (y, *result[1:]) if isinstance(result, tuple) else y
 
     def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None) -> None:
