@@ -12,6 +12,8 @@ import re
 
 import torch
 
+from ..models.encoders.layers import is_pointwise_conv1d  # torch-only, as this module
+
 VARIANTS = ("serial", "parallel")
 PROBLEM_TYPES = ("multi_label_classification", "single_label_classification")
 MAX_RANK = 1_024
@@ -109,16 +111,7 @@ def low_rank_conv(module, x: torch.Tensor) -> torch.Tensor:
     the order of the sums, the same parameters and gradients (tests/test_lrc_adapter.py); under autocast ``baddbmm``
     casts as ``conv1d`` does. Anything else (a Linear, a wider kernel, another device) is called as it is.
     """
-    if (
-        type(module) is torch.nn.Conv1d
-        and module.kernel_size == (1,)
-        and module.stride == (1,)
-        and module.dilation == (1,)
-        and module.padding in ((0,), "valid")
-        and module.groups == 1
-        and x.dim() == 3
-        and x.device.type == "cpu"
-    ):
+    if type(module) is torch.nn.Conv1d and is_pointwise_conv1d(module) and x.dim() == 3 and x.device.type == "cpu":
         weight = module.weight[:, :, 0].expand(x.shape[0], -1, -1)  # a view: no copy per sample
         if module.bias is None:
             return torch.bmm(weight, x)

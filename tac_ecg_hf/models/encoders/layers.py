@@ -155,6 +155,12 @@ class _FrozenPointwiseConv(torch.autograd.Function):
         return torch.bmm(weight_t.expand(grad.shape[0], -1, -1), grad.contiguous()), None, None
 
 
+def is_pointwise_conv1d(conv: nn.Conv1d) -> bool:
+    """Kernel 1, stride 1, no padding, one group: a conv that is a matmul over the channels at every step (dilation
+    has no effect on a kernel of 1)."""
+    return conv.kernel_size == (1,) and conv.stride == (1,) and conv.padding in ((0,), "valid") and conv.groups == 1
+
+
 def frozen_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     """``conv1d(x, weight, bias)`` with ``conv``'s stride, padding, dilation and groups, for a frozen ``weight`` and
     an ``x`` that needs a gradient (the folded pair of ``ConvBnAct1d``).
@@ -167,10 +173,7 @@ def frozen_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, con
     forward.
     """
     if (
-        conv.kernel_size == (1,)
-        and conv.stride == (1,)
-        and conv.padding in ((0,), "valid")
-        and conv.groups == 1
+        is_pointwise_conv1d(conv)
         and x.dim() == 3
         and x.shape[-1] >= POINTWISE_MATMUL_MIN_LENGTH
         and not torch.compiler.is_compiling()
@@ -255,11 +258,10 @@ class StridedAvgPool1d(nn.AvgPool1d):
         super().__init__(stride, ceil_mode=True)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        (k,) = self.kernel_size if isinstance(self.kernel_size, tuple) else (self.kernel_size,)
-        (s,) = self.stride if isinstance(self.stride, tuple) else (self.stride,)
+        (k,), (s,) = self.kernel_size, self.stride  # nn.AvgPool1d stores both as 1-tuples
         if (
             k != s
-            or self.padding not in (0, (0,))
+            or self.padding != (0,)
             or input.dim() != 3
             or input.shape[-1] < k
             or torch.compiler.is_compiling()  # inductor fuses the pool itself; the slices only doubled compile time
