@@ -753,7 +753,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="torch threads (and OMP_NUM_THREADS of child processes)")
     p.add_argument("--records", type=int, default=120, help="CPSC2018 records of (b) and (e)")
     p.add_argument("--batch-size", type=int, default=64, help="windows per forward")
-    p.add_argument("--workers", type=int, default=1, help="DataLoader workers of bulk runs")
+    p.add_argument(
+        "--workers", type=int, default=None, help="DataLoader workers of bulk runs (default: the package's default)"
+    )
     p.add_argument("--bulk-copies", type=int, default=4, help="links of each record in the archive of (b)")
     p.add_argument("--no-compile", dest="compile", action="store_false", help="leave out the torch.compile variants")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds of (a) and (c)")
@@ -768,6 +770,10 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, default=common.default_out_dir())
     p.add_argument("--render-only", action="store_true", help="re-render from OUT/speed.json")
     args = p.parse_args(argv)
+    if args.workers is None:
+        from tac_ecg_hf.bulk import default_num_workers
+
+        args.workers = default_num_workers()
     if args.quick:
         args.models = args.models if "--models" in (argv or sys.argv) else ["tac-ecg/resnet-cetp"]
         args.compile, args.records, args.batch_size = False, min(args.records, 12), min(args.batch_size, 16)

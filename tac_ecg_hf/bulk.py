@@ -26,9 +26,10 @@ from torch.utils.data import IterableDataset
 
 from .errors import InvalidArgumentError
 
-__all__ = ["expand_inputs", "bulk_predict", "ResultWriter", "BulkSummary"]
+__all__ = ["expand_inputs", "bulk_predict", "default_num_workers", "ResultWriter", "BulkSummary"]
 
 RECORD_SUFFIXES = (".hea", ".mat", ".npy", ".csv")
+MAX_WORKERS = 64  # reader processes; each holds a copy of the feature extractors and two packs of windows
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
 
 
@@ -303,6 +304,26 @@ class BulkSummary:
         return self.records / self.seconds if self.seconds > 0 else float("nan")
 
 
+def default_num_workers() -> int:
+    """Reader processes of a bulk run when none are asked for: two where this process may use two CPUs or more, else
+    one. Reading and preparing a record costs a core more than the model's share of it (compiled bf16), so one reader
+    leaves the model waiting: on the 2-core machine of benchmarks/RESULTS.md a compile+bf16 bulk run did 86.8
+    records/s with two workers and 61.8 with one."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 2 if cpus >= 2 else 1
+
+
+def _check_num_workers(num_workers) -> int:
+    if num_workers is None:
+        return default_num_workers()
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or not 0 <= num_workers <= MAX_WORKERS:
+        raise InvalidArgumentError(
+            f"--workers must be a whole number from 0 (read in the main process) to {MAX_WORKERS}, "
+            f"got {num_workers!r}."
+        )
+    return num_workers
+
+
 def bulk_predict(
     classifier,
     inputs: Sequence[str | os.PathLike],
@@ -310,12 +331,14 @@ def bulk_predict(
     out: str | os.PathLike,
     *,
     batch_size: int = 64,
-    num_workers: int = 1,
+    num_workers: int | None = None,
     threshold: float | None = None,
     read_kwargs: dict | None = None,
     progress: bool = True,
 ) -> BulkSummary:
-    """Predict ``tasks`` for every record under ``inputs`` and write one row per record and task to ``out``."""
+    """Predict ``tasks`` for every record under ``inputs`` and write one row per record and task to ``out``.
+    ``num_workers`` reader processes (``default_num_workers()`` if None; 0 reads in this process)."""
+    num_workers = _check_num_workers(num_workers)
     import torch
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm

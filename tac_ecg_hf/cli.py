@@ -335,7 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the model (pays off for bulk runs only)")
     p.add_argument("--batch-size", type=int, default=64, help="windows per forward pass")
-    p.add_argument("--workers", type=int, default=1, help="DataLoader processes reading and preparing records (bulk)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="DataLoader processes reading and preparing records (bulk; default: 2 where 2 or more CPUs are usable)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--allow-pickle", action="store_true",

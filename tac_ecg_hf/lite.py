@@ -308,12 +308,22 @@ class _Adapted(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base_layer(x)
+        if self.variant == "serial":
+            return self.adapt_base_output(out)
         task = self.active
         if task not in self.down:
             return out
-        if self.variant == "serial":
-            return serial_update(out, self.down[task], self.up[task], self.scaling[task])
         return parallel_update(out, x, self.down[task], self.up[task], self.scaling[task])
+
+    def adapt_base_output(self, out: torch.Tensor) -> torch.Tensor:
+        """The active serial adapter applied to an output of the base layer (``LRCSerial.adapt_base_output``: what
+        ``ConvBnAct1d`` calls after folding the BatchNorm this wraps into the conv before it)."""
+        if self.variant != "serial":
+            raise TypeError("a parallel LRC-Adapter needs the base layer's input; call the layer itself")
+        task = self.active
+        if task not in self.down:
+            return out
+        return serial_update(out, self.down[task], self.up[task], self.scaling[task])
 
 
 class LiteECGClassifier(nn.Module):

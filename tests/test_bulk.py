@@ -185,6 +185,19 @@ def test_workers_give_the_same_rows(archive, tiny_repo, tmp_path, capsys):
     pd.testing.assert_frame_equal(results[0], results[1])
 
 
+def test_default_workers_follow_the_usable_cpus(monkeypatch):
+    from tac_ecg_hf import bulk
+
+    for cpus, workers in ((1, 1), (2, 2), (16, 2)):
+        monkeypatch.setattr(bulk.os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)), raising=False)
+        assert bulk.default_num_workers() == workers
+        assert bulk._check_num_workers(None) == workers
+    assert bulk._check_num_workers(0) == 0
+    for bad in (-1, 65, 1.5, True, "2"):
+        with pytest.raises(bulk.InvalidArgumentError, match="--workers must be a whole number"):
+            bulk._check_num_workers(bad)
+
+
 def test_bf16_rows_are_within_the_parity_tolerance(archive, classifier, tmp_path, capsys):
     out = {dtype: tmp_path / f"{dtype}.csv" for dtype in ("fp32", "bf16")}
     for dtype, path in out.items():
@@ -203,6 +216,9 @@ def test_bad_bulk_arguments_exit_2_with_one_line(archive, tmp_path, capsys):
         "--plot draws one record": [*records, "--task", "cpsc2018", "--out", tmp_path / "x.csv", "--plot", "p.png"],
         "use a .csv, .jsonl or .parquet": [*records, "--task", "cpsc2018", "--out", tmp_path / "x.txt"],
         "would overwrite the input record": [records[0], "--task", "cpsc2018", "--out", records[0]],
+        "--workers must be a whole number from 0": [*records, "--task", "cpsc2018", "--out", tmp_path / "x.csv",
+                                                    "--workers", "-1"],
+        "to 64, got 10000": [*records, "--task", "cpsc2018", "--out", tmp_path / "x.csv", "--workers", "10000"],
     }
     for message, argv in cases.items():
         code, stdout, stderr = predict(argv, capsys)

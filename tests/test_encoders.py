@@ -531,8 +531,10 @@ def test_trust_remote_code_without_package(tmp_path):
     assert result["xresnet1d"][0].startswith("transformers_modules")
     for family, (logits, pooled) in expected.items():
         out = torch.load(tmp_path / family / "out.pt")
-        assert torch.equal(out["logits"], logits), family
-        assert torch.equal(out["pooled"], pooled), family
+        # close, not bit-equal: the child process may run another number of torch threads than this one (a test
+        # before may have set it), and the pointwise convs' batched matmuls sum in an order that depends on it
+        torch.testing.assert_close(out["logits"], logits, rtol=1e-5, atol=1e-6, msg=family)
+        torch.testing.assert_close(out["pooled"], pooled, rtol=1e-5, atol=1e-6, msg=family)
 
 
 # ----------------------------------------------------------------------------------------------------------------

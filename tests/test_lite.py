@@ -114,6 +114,41 @@ def test_tiny_serial_adapters_of_both_families(family, tmp_path):
     _compare(root, ["cinc2017", "cpsc2018"])
 
 
+def test_lite_encoder_folds_its_conv_batchnorm_pairs_as_the_transformers_path(tmp_path, monkeypatch):
+    """The fast path's encoder is the same ``ConvBnAct1d`` blocks: in inference every pair takes the folded conv,
+    those whose BatchNorm carries a serial adapter too (``_Adapted.adapt_base_output``), with the same probabilities
+    as the transformers path (``_compare``)."""
+    from support.tiny import build_tiny_repo
+
+    from tac_ecg_hf.models.encoders import layers
+
+    root = build_tiny_repo(tmp_path / "repo", tasks=("cpsc2018",), family="xresnet1d")
+    fast = load_lite_classifier(root, ["cpsc2018"])
+    pairs = sum(type(m) is layers.ConvBnAct1d for m in fast.model.modules())
+    adapted_bns = sum(
+        type(m) is layers.ConvBnAct1d and isinstance(m.bn, lite._Adapted) for m in fast.model.modules()
+    )
+    assert pairs > 0 and adapted_bns > 0
+    calls = {"folded": 0, "adapted after a fold": 0}
+    frozen_conv, adapt = layers.frozen_conv1d, lite._Adapted.adapt_base_output
+
+    def counted_conv(*args):
+        calls["folded"] += 1
+        return frozen_conv(*args)
+
+    def counted_adapt(self, out):
+        calls["adapted after a fold"] += 1
+        return adapt(self, out)
+
+    monkeypatch.setattr(layers, "frozen_conv1d", counted_conv)
+    monkeypatch.setattr(lite._Adapted, "adapt_base_output", counted_adapt)
+    with torch.no_grad():
+        fast.logits(torch.randn(2, 12, fast.feature_extractor("cpsc2018").num_samples), "cpsc2018")
+    assert calls == {"folded": pairs, "adapted after a fold": adapted_bns}, calls
+    monkeypatch.undo()
+    _compare(root, ["cpsc2018"])
+
+
 def test_tiny_parallel_adapter(tmp_path):
     from support.tiny import tiny_encoder, tiny_peft_model
 

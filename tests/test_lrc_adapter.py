@@ -833,6 +833,68 @@ def test_conv_batchnorm_folding_under_bf16_autocast_is_close(pointwise_matmul_mi
     assert (a - b).norm() <= 0.05 * b.norm(), ((a - b).norm(), b.norm())
 
 
+@pytest.mark.parametrize("pointwise_matmul_min_length", [0, 10**9], ids=["pointwise-as-matmul", "pointwise-as-conv"])
+@pytest.mark.parametrize("family", ["xresnet1d", "resnet1d"])
+def test_conv_batchnorm_folding_in_inference_gives_the_same_logits(family, pointwise_matmul_min_length, monkeypatch):
+    """In inference (eval mode, no gradient) every frozen conv + BatchNorm pair takes ``frozen_conv1d``, also under a
+    serial adapter, and a pointwise one runs as a batched matmul: folded in float32, the conv then the BatchNorm
+    under bf16 autocast (parity with float32), with the logits of conv then BatchNorm; in training mode (batch
+    statistics) nothing is folded."""
+    from tac_ecg_hf.models.encoders import layers
+    from tac_ecg_hf.models.encoders.layers import ConvBnAct1d
+
+    monkeypatch.setattr(layers, "POINTWISE_INFERENCE_MATMUL_MIN_LENGTH", pointwise_matmul_min_length)
+    model = get_peft_model(base_model(family), LRCConfig(r=2, target_modules=None), adapter_name="t")
+    randomise_adapters(model)
+    model.eval()
+    x = inputs()
+    pairs = sum(type(m) is ConvBnAct1d for m in model.modules())
+    assert pairs > 0
+    calls = {"frozen conv": 0, "folded": 0, "matmul": 0}
+    inside = []
+    frozen_conv, bmm, baddbmm = layers.frozen_conv1d, torch.bmm, torch.baddbmm
+
+    def counted_frozen_conv(x, weight, bias, conv):
+        calls["frozen conv"] += 1
+        calls["folded"] += weight is not conv.weight  # the folded weights W * scale, not the conv's own
+        inside.append(1)
+        try:
+            return frozen_conv(x, weight, bias, conv)
+        finally:
+            inside.pop()
+
+    def counted(fn):
+        def matmul(*args, **kwargs):  # the pairs' matmuls, not the adapters' own (lrc_core)
+            calls["matmul"] += bool(inside)
+            return fn(*args, **kwargs)
+        return matmul
+
+    results = {}
+    for bf16 in (False, True):
+        with monkeypatch.context() as patch, torch.no_grad():
+            patch.setattr(layers, "frozen_conv1d", counted_frozen_conv)
+            patch.setattr(layers.torch, "bmm", counted(bmm))
+            patch.setattr(layers.torch, "baddbmm", counted(baddbmm))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                results[bf16, "fast"] = model(input_values=x).logits.float()
+            assert calls["frozen conv"] == pairs, (calls, pairs)  # every pair, the adapted ones too
+            assert calls["folded"] == (0 if bf16 else pairs), calls
+            if family == "xresnet1d":  # it has pointwise convs (bottlenecks, shortcuts); resnet1d's are strided
+                assert (calls["matmul"] > 0) == (pointwise_matmul_min_length == 0), calls
+            calls.update({k: 0 for k in calls})
+            patch.setattr(ConvBnAct1d, "forward", lambda self, t: self.act(self.bn(self.conv(t))))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                results[bf16, "plain"] = model(input_values=x).logits.float()
+    torch.testing.assert_close(results[False, "fast"], results[False, "plain"], rtol=1e-5, atol=1e-5)
+    scale = results[False, "plain"].abs().max()
+    assert (results[True, "fast"] - results[True, "plain"]).abs().max() <= 0.01 * scale
+    model.train()
+    with monkeypatch.context() as patch, torch.no_grad():
+        patch.setattr(layers, "frozen_conv1d", counted_frozen_conv)
+        model(input_values=x)
+    assert calls["frozen conv"] == 0, calls
+
+
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-autocast"])
 def test_low_rank_conv_as_matmul_equals_the_conv(bias, bf16):

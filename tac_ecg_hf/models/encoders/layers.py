@@ -61,15 +61,16 @@ class BatchNorm1d(nn.BatchNorm1d):
         """``(scale, shift)`` of the per-channel map this layer is where it is frozen on a gradient path (eval mode,
         running statistics, frozen affine parameters, an ``input`` of one of ``dtypes`` requiring a gradient), else
         None."""
-        frozen_on_a_gradient_path = (
-            not self.training
-            and input.dtype in dtypes
-            and self.running_mean is not None
-            and input.requires_grad
-            and torch.is_grad_enabled()
-            and not any(p.requires_grad for p in (self.weight, self.bias) if p is not None)
-        )
-        if not frozen_on_a_gradient_path:
+        if input.dtype not in dtypes or not (input.requires_grad and torch.is_grad_enabled()):
+            return None
+        return self.eval_affine()
+
+    def eval_affine(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(scale, shift)`` of the per-channel map this layer computes in eval mode with running statistics, where
+        no gradient for its own affine parameters is wanted (they are frozen, or gradients are off), else None."""
+        if self.training or self.running_mean is None:
+            return None
+        if torch.is_grad_enabled() and any(p.requires_grad for p in (self.weight, self.bias) if p is not None):
             return None
         scale = torch.rsqrt(self.running_var + self.eps)
         shift = -self.running_mean * scale
@@ -102,31 +103,42 @@ class ConvBnAct1d(nn.Module):
 
     def forward(self, x):
         conv, bn = self.conv, self.bn
-        # Frozen conv + frozen BatchNorm on a gradient path (an adapter upstream trains, this pair does not): one conv
-        # with the folded weights ``W * scale`` and bias ``shift``, which spares the BatchNorm's pass forward and
-        # backward: an xresnet1d101 LRC-Adapter step (batch 32, one thread) took 444 -> 378 ms in float32 and
-        # 392 -> 309 ms under bf16 autocast (interleaved A/B, benchmarks/RESULTS.md). A serial adapter wrapping
-        # ``bn`` (it has ``base_layer`` and ``adapt_base_output``) is applied to the folded conv's output, which is
-        # what it would have seen from ``bn``: folding those pairs too took the step 442 -> 392 ms (float32) and
-        # 368 -> 328 ms (bf16) in a later A/B. An adapter-wrapped ``conv`` is not folded. The result equals
-        # bn(conv(x)) up to rounding (under autocast, the folded weights are rounded to bfloat16 instead of the conv
-        # output being scaled in float32).
+        # A frozen conv + frozen BatchNorm in eval mode runs as one conv with the folded weights ``W * scale`` and
+        # bias ``shift`` in two cases:
+        # * on the gradient path of an adapter training upstream, which spares the BatchNorm's pass forward and
+        #   backward: an xresnet1d101 LRC-Adapter step (batch 32, one thread) took 444 -> 378 ms in float32 and
+        #   392 -> 309 ms under bf16 autocast (interleaved A/B, benchmarks/RESULTS.md). A serial adapter wrapping
+        #   ``bn`` (it has ``base_layer`` and ``adapt_base_output``) is applied to the folded conv's output, which is
+        #   what it would have seen from ``bn``: folding those pairs too took the step 442 -> 392 ms (float32) and
+        #   368 -> 328 ms (bf16) in a later A/B. Under autocast the folded weights are rounded to bfloat16 instead of
+        #   the conv output being scaled in float32;
+        # * in inference (gradients off), where it lets ``frozen_conv1d`` run pointwise convs as matmuls; under
+        #   autocast the conv and the BatchNorm stay apart (below).
+        # Where gradients are on, the pairs before the first adapter (their input needs no gradient) are left as
+        # they are: folding them with matmuls made the bf16 adapter step no faster (377 vs 369 ms, interleaved A/B).
+        # An adapter-wrapped ``conv`` is not folded. The result equals bn(conv(x)) up to rounding.
         base_bn = getattr(bn, "base_layer", bn) if hasattr(bn, "adapt_base_output") else bn
-        if (
+        inference = not torch.is_grad_enabled()
+        frozen = (
             type(conv) is nn.Conv1d
             and type(base_bn) is BatchNorm1d
-            and x.requires_grad
-            and not conv.weight.requires_grad
-        ):
-            # x stands for the conv output in the checks: the same need of a gradient, and a dtype the fold handles
-            affine = base_bn.frozen_affine(x, dtypes=(torch.float32, torch.bfloat16))
-            if affine is not None:
-                scale, shift = affine
-                weight = conv.weight * scale.view(-1, 1, 1)
-                bias = shift if conv.bias is None else shift + scale * conv.bias
-                out = frozen_conv1d(x, weight, bias, conv)
-                return self.act(out if bn is base_bn else bn.adapt_base_output(out))
-        return self.act(bn(conv(x)))
+            and x.dtype in (torch.float32, torch.bfloat16)
+            and (inference or (x.requires_grad and not conv.weight.requires_grad))
+        )
+        affine = base_bn.eval_affine() if frozen else None
+        if affine is None:
+            return self.act(bn(conv(x)))
+        if inference and torch.is_autocast_enabled("cpu"):
+            # Inference under autocast: the conv (a matmul where pointwise) and the BatchNorm after it, not folded.
+            # Folded weights rounded to bfloat16 moved the probabilities further from float32's (max |dp| over 120
+            # CPSC2018 records 0.024, p99 0.019, against 0.018 and 0.017 unfolded), and parity within 0.02 is what
+            # makes bf16 the bulk default (tests/test_inference.py); the matmul is most of the speed-up anyway.
+            return self.act(bn(frozen_conv1d(x, conv.weight, conv.bias, conv)))
+        scale, shift = affine
+        weight = conv.weight * scale.view(-1, 1, 1)
+        bias = shift if conv.bias is None else shift + scale * conv.bias
+        out = frozen_conv1d(x, weight, bias, conv)
+        return self.act(out if bn is base_bn else bn.adapt_base_output(out))
 
 
 # The shortest time axis for which a frozen pointwise conv runs as a matmul (``frozen_conv1d``): below it the
@@ -134,6 +146,12 @@ class ConvBnAct1d(nn.Module):
 # steps: 3.0 ms as a conv, 5.4 as a matmul). Measured on an xresnet1d101 adapter step: 64 beat 0 (every pointwise
 # conv) in float32 (386 vs 392 ms) and bfloat16 (303 vs 315 ms).
 POINTWISE_MATMUL_MIN_LENGTH = 64
+
+# The same for eager inference (no gradient), where oneDNN's forward is the alternative: in bfloat16 a batched matmul
+# was as fast as the conv at 63 steps and 3-8x slower at 32 and 16 (64 windows, one thread); xresnet1d101 with an
+# adapter, 64 windows, eager: float32 408 ms with convs (after the fold), 367 from 48 steps on, 385 from 64, 374 with
+# all; bfloat16 (then with folded weights) 236 from 48, 278 from 64, 256 with all.
+POINTWISE_INFERENCE_MATMUL_MIN_LENGTH = 48
 
 
 class _FrozenPointwiseConv(torch.autograd.Function):
@@ -161,26 +179,40 @@ def is_pointwise_conv1d(conv: nn.Conv1d) -> bool:
     return conv.kernel_size == (1,) and conv.stride == (1,) and conv.padding in ((0,), "valid") and conv.groups == 1
 
 
-def frozen_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
-    """``conv1d(x, weight, bias)`` with ``conv``'s stride, padding, dilation and groups, for a frozen ``weight`` and
-    an ``x`` that needs a gradient (the folded pair of ``ConvBnAct1d``).
+def frozen_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, conv: nn.Conv1d) -> torch.Tensor:
+    """``conv1d(x, weight, bias)`` with ``conv``'s stride, padding, dilation and groups, for a frozen ``weight`` (the
+    folded pair of ``ConvBnAct1d``).
 
-    A pointwise conv (kernel 1, stride 1, no padding, one group) over at least ``POINTWISE_MATMUL_MIN_LENGTH`` steps
-    runs as a batched matmul. Its input gradient is then a matmul too, where oneDNN runs a transposed convolution
-    that on this CPU is 4x slower for a (32, 256, 250) -> 64-channel map (8.7 vs 2.0 ms in float32, 3.5 vs 0.6 ms in
-    bfloat16, one thread). Under autocast the inputs are cast as ``conv1d``'s would be; the output is the conv's up
-    to the order of the sums (a test checks it). Other convs take ``F.conv1d``, whose backward is as fast as its
-    forward.
+    A pointwise conv (kernel 1, stride 1, no padding, one group) on CPU in float32 or bfloat16 runs as a batched
+    matmul where that is faster; other convs take ``F.conv1d``. Under autocast the inputs are cast as ``conv1d``'s
+    would be; the output is the conv's up to the order of the sums (tests check it).
+
+    * With a gradient for ``x`` (an adapter trains upstream): over at least ``POINTWISE_MATMUL_MIN_LENGTH`` steps,
+      outside ``torch.compile``. The input gradient is then a matmul too, where oneDNN runs a transposed convolution
+      that on this CPU is 4x slower for a (32, 256, 250) -> 64-channel map (8.7 vs 2.0 ms in float32, 3.5 vs 0.6 ms
+      in bfloat16, one thread).
+    * With gradients off (inference): over at least ``POINTWISE_INFERENCE_MATMUL_MIN_LENGTH`` steps, and at any length
+      under ``torch.compile``. oneDNN computes a 1x1 conv of a (batch, channels, time) map in a channels-last layout
+      and copies its output back, which for a (64, 64, 250) -> 256-channel map costs more than the product itself
+      (21.8 vs 8.4 ms in float32, 9.1 vs 2.2 ms in bfloat16, one thread); inductor calls the same kernel, and its
+      matmuls were faster than the conv on the short maps too (xresnet1d101 with an adapter, 64 windows, compiled
+      bf16 with folded weights: 234 ms with convs, 166 with matmuls from 48 steps on, 155 with matmuls throughout;
+      the final unfolded bf16 path: 252 -> 170 ms).
     """
-    if (
-        is_pointwise_conv1d(conv)
-        and x.dim() == 3
-        and x.shape[-1] >= POINTWISE_MATMUL_MIN_LENGTH
-        and not torch.compiler.is_compiling()
-    ):
+    if is_pointwise_conv1d(conv) and x.dim() == 3 and x.device.type == "cpu":
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
-        if x.device.type == "cpu" and dtype in (torch.float32, torch.bfloat16):
-            return _FrozenPointwiseConv.apply(x.to(dtype), weight[:, :, 0].to(dtype), bias.to(dtype))
+        if dtype in (torch.float32, torch.bfloat16) and not weight.requires_grad:
+            if torch.is_grad_enabled() and x.requires_grad:
+                long_enough = x.shape[-1] >= POINTWISE_MATMUL_MIN_LENGTH
+                if bias is not None and long_enough and not torch.compiler.is_compiling():
+                    return _FrozenPointwiseConv.apply(x.to(dtype), weight[:, :, 0].to(dtype), bias.to(dtype))
+            elif not torch.is_grad_enabled() and (
+                torch.compiler.is_compiling() or x.shape[-1] >= POINTWISE_INFERENCE_MATMUL_MIN_LENGTH
+            ):
+                w = weight[:, :, 0].to(dtype).expand(x.shape[0], -1, -1)
+                if bias is None:
+                    return torch.bmm(w, x.to(dtype))
+                return torch.baddbmm(bias.to(dtype).unsqueeze(-1), w, x.to(dtype))
     return nn.functional.conv1d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
