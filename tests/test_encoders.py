@@ -588,3 +588,58 @@ def test_strided_avg_pool_equals_torch_avg_pool_with_ceil_mode(dtype):
             torch.testing.assert_close(got_grad, ref_grad, **tol)
     unbatched = torch.randn(5, 9, generator=g).to(dtype)  # (channels, time): torch's own path
     torch.testing.assert_close(StridedAvgPool1d(2)(unbatched), torch.nn.AvgPool1d(2, ceil_mode=True)(unbatched))
+
+
+@pytest.mark.parametrize("family", ["xresnet1d", "resnet1d", "inception1d"])
+def test_inference_overwrites_only_the_new_tensors_it_made(family, monkeypatch):
+    """Gradients off, the conv blocks' ReLU and the residual blocks' add + ReLU run in place (``layers.add_relu``,
+    ``layers.inference_relu_``) and inception1d's 1x1 convs run as matmuls: the input, every hidden state and the
+    logits are those of the same eval-mode model with gradients on, where nothing runs in place."""
+    from tac_ecg_hf.models.encoders import layers, modeling_inception1d
+
+    calls = []
+
+    def counted(x):
+        calls.append(tuple(x.shape))
+        return torch.relu_(x)
+
+    monkeypatch.setattr(layers, "inference_relu_", counted)
+    monkeypatch.setattr(modeling_inception1d, "inference_relu_", counted)
+    model = build(family, kind="cls", num_labels=3)
+    _randomise_batchnorm_stats(model)
+    x = torch.randn(3, 12, 800)  # long enough for the pointwise-matmul path (48 steps and more)
+    x_before = x.clone()
+    reference = model(x, output_hidden_states=True)
+    assert calls == []  # gradients on: nothing in place
+    with torch.no_grad():
+        out = model(x, output_hidden_states=True)
+    assert len(calls) >= 3  # every conv block and residual block of the tiny model took the in-place path
+    assert torch.equal(x, x_before)
+    torch.testing.assert_close(out.logits, reference.logits.detach(), rtol=1e-5, atol=1e-5)
+    assert len(out.hidden_states) == len(reference.hidden_states)
+    for ours, theirs in zip(out.hidden_states, reference.hidden_states):  # none overwritten by a later block
+        torch.testing.assert_close(ours, theirs.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_add_relu_is_in_place_only_where_the_sum_keeps_the_main_tensor_dtype_and_shape():
+    from tac_ecg_hf.models.encoders.layers import add_relu
+
+    relu = nn.ReLU()
+    main, residual = torch.randn(2, 3, 5), torch.randn(2, 3, 5)
+    expected = torch.relu(main + residual)
+    with torch.no_grad():
+        same = add_relu(main, residual, relu)
+    assert same.data_ptr() == main.data_ptr() and torch.equal(same, expected)
+    low = torch.randn(2, 3, 5).bfloat16()  # a bfloat16 path plus a float32 shortcut promotes to float32
+    with torch.no_grad():
+        promoted = add_relu(low, residual, relu)
+    assert promoted.dtype == torch.float32 and torch.equal(promoted, torch.relu(low + residual))
+    narrow = torch.randn(2, 1, 5)  # broadcast to a larger shape than main's: a new tensor
+    with torch.no_grad():
+        wider = add_relu(narrow, residual, relu)
+    assert wider.shape == (2, 3, 5) and torch.equal(wider, torch.relu(narrow + residual))
+    grad_main = torch.randn(2, 3, 5, requires_grad=True)  # gradients on: never in place
+    out = add_relu(grad_main, residual, relu)
+    assert out.data_ptr() != grad_main.data_ptr()
+    out.sum().backward()
+    assert torch.equal(grad_main.grad, ((grad_main + residual) > 0).float())

@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from .configuration_inception1d import Inception1dConfig
+from .layers import add_relu, frozen_conv1d, inference_relu_
 from .modeling_ecg_base import (
     BatchNorm1d,
     ConvBnAct1d,
@@ -11,6 +12,16 @@ from .modeling_ecg_base import (
     ECGForSequenceClassificationBase,
     conv_bn_values,
 )
+
+
+def _pointwise(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for the blocks' 1x1 convs; in inference (gradients off) through ``frozen_conv1d``, which runs
+    them as batched matmuls instead of oneDNN's channels-last conv and its copy back (inception1d, 64 windows,
+    eager float32, one thread: the ten 128 -> 32 bottleneck and pool-branch convs took 523 ms of a 2.2 s profiled
+    forward as convs). An adapter-wrapped or other conv module keeps its own forward."""
+    if type(conv) is nn.Conv1d and not torch.is_grad_enabled():
+        return frozen_conv1d(x, conv.weight.detach(), None if conv.bias is None else conv.bias.detach(), conv)
+    return conv(x)
 
 
 class Inception1dBlock(nn.Module):
@@ -28,9 +39,12 @@ class Inception1dBlock(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, x):
-        bottled = self.bottleneck(x)
-        out = torch.cat([conv(bottled) for conv in self.convs] + [self.pool_branch(x)], dim=1)
-        return self.act(self.bn(out))
+        bottled = _pointwise(self.bottleneck, x) if isinstance(self.bottleneck, nn.Conv1d) else self.bottleneck(x)
+        pool, pool_conv = self.pool_branch
+        out = torch.cat([conv(bottled) for conv in self.convs] + [_pointwise(pool_conv, pool(x))], dim=1)
+        out = self.bn(out)
+        # the BatchNorm's output is new: in inference the ReLU may overwrite it (see layers.inference_relu_)
+        return inference_relu_(out) if not torch.is_grad_enabled() else self.act(out)
 
 
 class Inception1dModel(ECGEncoderModel):
@@ -72,7 +86,7 @@ class Inception1dModel(ECGEncoderModel):
         for d, block in enumerate(self.blocks):
             x = block(x)
             if (d + 1) % self.config.residual_every == 0:
-                x = self.act(x + self.shortcuts[d // self.config.residual_every](residual))
+                x = add_relu(x, self.shortcuts[d // self.config.residual_every](residual), self.act)
                 residual = x
             if output_hidden_states:
                 hidden_states += (x,)
