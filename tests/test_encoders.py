@@ -593,18 +593,15 @@ def test_strided_avg_pool_equals_torch_avg_pool_with_ceil_mode(dtype):
 @pytest.mark.parametrize("family", ["xresnet1d", "resnet1d", "inception1d"])
 def test_inference_overwrites_only_the_new_tensors_it_made(family, monkeypatch):
     """Gradients off, the conv blocks' ReLU and the residual blocks' add + ReLU run in place (``layers.add_relu``,
-    ``layers.inference_relu_``) and inception1d's 1x1 convs run as matmuls: the input, every hidden state and the
+    ``layers.act_on_new``) and inception1d's 1x1 convs run as matmuls: the input, every hidden state and the
     logits are those of the same eval-mode model with gradients on, where nothing runs in place."""
-    from tac_ecg_hf.models.encoders import layers, modeling_inception1d
-
-    calls = []
+    calls, relu_ = [], torch.relu_
 
     def counted(x):
         calls.append(tuple(x.shape))
-        return torch.relu_(x)
+        return relu_(x)
 
-    monkeypatch.setattr(layers, "inference_relu_", counted)
-    monkeypatch.setattr(modeling_inception1d, "inference_relu_", counted)
+    monkeypatch.setattr(torch, "relu_", counted)  # what act_on_new calls; nn.ReLU(inplace=False) does not
     model = build(family, kind="cls", num_labels=3)
     _randomise_batchnorm_stats(model)
     x = torch.randn(3, 12, 800)  # long enough for the pointwise-matmul path (48 steps and more)

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from .configuration_inception1d import Inception1dConfig
-from .layers import add_relu, frozen_conv1d, inference_relu_
+from .layers import act_on_new, add_relu, frozen_conv1d
 from .modeling_ecg_base import (
     BatchNorm1d,
     ConvBnAct1d,
@@ -18,7 +18,7 @@ def _pointwise(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` for the blocks' 1x1 convs; in inference (gradients off) through ``frozen_conv1d``, which runs
     them as batched matmuls instead of oneDNN's channels-last conv and its copy back (inception1d, 64 windows,
     eager float32, one thread: the ten 128 -> 32 bottleneck and pool-branch convs took 523 ms of a 2.2 s profiled
-    forward as convs). An adapter-wrapped or other conv module keeps its own forward."""
+    forward as convs). An adapter-wrapped conv, or any other module, keeps its own forward."""
     if type(conv) is nn.Conv1d and not torch.is_grad_enabled():
         return frozen_conv1d(x, conv.weight.detach(), None if conv.bias is None else conv.bias.detach(), conv)
     return conv(x)
@@ -39,12 +39,10 @@ class Inception1dBlock(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, x):
-        bottled = _pointwise(self.bottleneck, x) if isinstance(self.bottleneck, nn.Conv1d) else self.bottleneck(x)
+        bottled = _pointwise(self.bottleneck, x)  # an nn.Identity for single-lead input keeps its own forward
         pool, pool_conv = self.pool_branch
         out = torch.cat([conv(bottled) for conv in self.convs] + [_pointwise(pool_conv, pool(x))], dim=1)
-        out = self.bn(out)
-        # the BatchNorm's output is new: in inference the ReLU may overwrite it (see layers.inference_relu_)
-        return inference_relu_(out) if not torch.is_grad_enabled() else self.act(out)
+        return act_on_new(self.act, self.bn(out))  # the BatchNorm's output is new
 
 
 class Inception1dModel(ECGEncoderModel):
