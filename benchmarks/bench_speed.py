@@ -221,6 +221,7 @@ def bench_bulk(ctx: Context) -> dict:
                 outs[precision],
                 batch_size=args.batch_size,
                 num_workers=args.workers,
+                num_threads=args.threads,  # as the forward-only runs it is compared with
                 progress=False,
             )
 
@@ -239,6 +240,18 @@ def bench_bulk(ctx: Context) -> dict:
         fn()
     measured, per_round = common.interleaved(fns, args.bulk_rounds, 0.0, "bulk", args.threads, once=True)
     n = len(ctx.bulk_records)
+    # The most a bulk run could do on this machine's CPUs, if they were never idle and handing records over cost
+    # nothing: every record needs a reader's work (read + prepare) and the model's (the forward of its windows), so
+    # on C CPUs the best time for the archive is (read+prepare + forward) / C; the same per round as the ratios.
+    from tac_ecg_hf.bulk import usable_cpus
+
+    cpus = usable_cpus()
+    bound = [
+        r["forward fp32"] / ((r["read+prepare only"] + r[f"forward {best}"]) / cpus) for r in per_round
+    ]
+    busy = [  # how close the run came to it: the bound's time for the archive / the run's time
+        ((r["read+prepare only"] + r[f"forward {best}"]) / cpus) / r[f"bulk {best}"] for r in per_round
+    ]
     frames = {p: pd.read_csv(path) for p, path in outs.items()}
     prob_columns = [c for c in frames["fp32"].columns if c.startswith("prob/")]
     return {
@@ -258,6 +271,11 @@ def bench_bulk(ctx: Context) -> dict:
             "read_prepare_vs_forward_fp32": common.ratio(per_round, "forward fp32", "read+prepare only"),
             "bulk_fp32_vs_single_loop": common.ratio(per_round, "single-record loop fp32", "bulk fp32"),
             f"bulk_{best}_vs_single_loop": common.ratio(per_round, "single-record loop fp32", f"bulk {best}"),
+        },
+        "cpus": cpus,
+        "cpu_bound": {
+            f"bulk_{best}_vs_forward_fp32_at_most": common.stats(bound),
+            f"bulk_{best}_share_of_the_bound": common.stats(busy),
         },
         "rows_failed": {p: int(s.failed) for p, s in summaries.items()},
         "rows_written": {p: int(s.rows) for p, s in summaries.items()},
@@ -574,6 +592,15 @@ def body_markdown(results: dict, image_dir: str) -> str:
                 for k, r in b["ratios"].items()
             ],
         )
+        if "cpu_bound" in b:
+            at_most = b["cpu_bound"][f"bulk_{b['best']}_vs_forward_fp32_at_most"]
+            share = b["cpu_bound"][f"bulk_{b['best']}_share_of_the_bound"]
+            text += (
+                f"\n\nThe CPU bound: on {b['cpus']} CPU(s) a record needs a reader's work and the model's, so bulk "
+                f"{b['best']} can be at most (read+prepare + forward {b['best']}) / {b['cpus']} per record: "
+                f"**{at_most['median']:.2f}x** the fp32 eager forward (rounds {at_most['min']:.2f}-"
+                f"{at_most['max']:.2f}); the run reached {share['median']:.0%} of that bound."
+            )
         text += (
             f"\n\nFailed rows: {b['rows_failed']}; max |dp| between the bulk {b['best']} and fp32 outputs: "
             f"{b['max_abs_dprob_bulk_best_vs_fp32']:.4f}. Warm-up (compile for each batch shape), not timed: "

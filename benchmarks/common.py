@@ -245,9 +245,13 @@ def summary(m, items: int = 1) -> dict:
 
 def ratio(per_round: list[dict[str, float]], base: str, other: str) -> dict:
     """Speed of ``other`` relative to ``base`` (time of base / time of other) in each round, its median and range."""
+    return stats([r[base] / r[other] for r in per_round])
+
+
+def stats(values: list[float]) -> dict:
+    """The median, range and values of one measure over the rounds."""
     import statistics
 
-    values = [r[base] / r[other] for r in per_round]
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "per_round": values}
 
 

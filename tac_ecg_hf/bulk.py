@@ -26,10 +26,20 @@ from torch.utils.data import IterableDataset
 
 from .errors import InvalidArgumentError
 
-__all__ = ["expand_inputs", "bulk_predict", "default_num_workers", "ResultWriter", "BulkSummary"]
+__all__ = [
+    "expand_inputs",
+    "bulk_predict",
+    "default_num_workers",
+    "default_resources",
+    "usable_cpus",
+    "check_num_threads",
+    "ResultWriter",
+    "BulkSummary",
+]
 
 RECORD_SUFFIXES = (".hea", ".mat", ".npy", ".csv")
 MAX_WORKERS = 64  # reader processes; each holds a copy of the feature extractors and two packs of windows
+MAX_THREADS = 1024  # torch threads of the model; more would only queue OpenMP threads on the cores there are
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
 
 
@@ -304,13 +314,43 @@ class BulkSummary:
         return self.records / self.seconds if self.seconds > 0 else float("nan")
 
 
-def default_num_workers() -> int:
-    """Reader processes of a bulk run when none are asked for: two where this process may use two CPUs or more, else
-    one. Reading and preparing a record costs a core more than the model's share of it (compiled bf16), so one reader
-    leaves the model waiting: on the 2-core machine of benchmarks/RESULTS.md a compile+bf16 bulk run did 86.8
-    records/s with two workers and 61.8 with one."""
+def usable_cpus() -> int:
+    """CPUs this process may use (its affinity mask where the OS has one), shared out between the processes of an
+    ``accelerate launch`` on this machine (``LOCAL_WORLD_SIZE``): each bulk process sizes its readers and model
+    threads from its share, so that N processes do not each take the whole machine."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 2 if cpus >= 2 else 1
+    try:
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        local = 1
+    return max(1, cpus // local)
+
+
+def default_resources(cpus: int | None = None, num_workers: int | None = None) -> tuple[int, int]:
+    """``(reader workers, model threads)`` of a bulk run on ``cpus`` CPUs (``usable_cpus()`` if None), with
+    ``num_workers`` readers where the caller chose them.
+
+    Reading and preparing a record (wfdb's header parser, the band-pass, resampling) costs about twice the compiled
+    bf16 model's share of it and about as much as the fp32 eager forward (benchmarks/RESULTS.md), so about two thirds
+    of the CPUs read and the rest run the model:
+
+    * 1 CPU: no worker process, 1 thread. Measured here, one core (``taskset -c 0``), bf16, the 120 CPSC2018 records:
+      51-55 records/s reading in the main process against 49-50 with one worker, which only adds the hand-over.
+    * 2 CPUs: 2 workers and 1 thread. The main process mostly waits for records, so the three processes share the two
+      cores without loss: compile+bf16 did 86.8 records/s with two workers, 61.8 with one; 91-92% of the two cores
+      busy with two workers, 76-78% with one.
+    * more CPUs: ``round(2/3 * cpus)`` workers (at most ``MAX_WORKERS``), the other CPUs as model threads. This split
+      follows the measured costs; it was not measured on a machine with more than two cores.
+    """
+    cpus = usable_cpus() if cpus is None else max(1, int(cpus))
+    if num_workers is None:
+        num_workers = 0 if cpus == 1 else 2 if cpus == 2 else min(MAX_WORKERS, max(2, round(cpus * 2 / 3)))
+    return num_workers, max(1, cpus - num_workers)
+
+
+def default_num_workers() -> int:
+    """Reader processes of a bulk run when none are asked for (see :func:`default_resources`)."""
+    return default_resources()[0]
 
 
 def _check_num_workers(num_workers) -> int:
@@ -324,6 +364,15 @@ def _check_num_workers(num_workers) -> int:
     return num_workers
 
 
+def check_num_threads(num_threads) -> int:
+    """``num_threads`` as torch CPU threads (a whole number from 1 to ``MAX_THREADS``), else a one-line error."""
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or not 1 <= num_threads <= MAX_THREADS:
+        raise InvalidArgumentError(
+            f"--threads must be a whole number from 1 to {MAX_THREADS} (torch CPU threads), got {num_threads!r}."
+        )
+    return num_threads
+
+
 def bulk_predict(
     classifier,
     inputs: Sequence[str | os.PathLike],
@@ -335,10 +384,28 @@ def bulk_predict(
     threshold: float | None = None,
     read_kwargs: dict | None = None,
     progress: bool = True,
+    num_threads: int | None = None,
 ) -> BulkSummary:
     """Predict ``tasks`` for every record under ``inputs`` and write one row per record and task to ``out``.
-    ``num_workers`` reader processes (``default_num_workers()`` if None; 0 reads in this process)."""
+
+    ``num_workers`` reader processes (0 reads in this process) and ``num_threads`` torch threads for the model while
+    the run lasts (torch's setting is restored after it); where None, :func:`default_resources` shares this process's
+    CPUs out between them."""
+    import torch
+
     num_workers = _check_num_workers(num_workers)
+    if num_threads is None:
+        num_threads = default_resources(num_workers=num_workers)[1]
+    num_threads = check_num_threads(num_threads)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        return _bulk_predict(classifier, inputs, tasks, out, batch_size, num_workers, threshold, read_kwargs, progress)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _bulk_predict(classifier, inputs, tasks, out, batch_size, num_workers, threshold, read_kwargs, progress):
     import torch
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm

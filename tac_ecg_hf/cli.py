@@ -90,6 +90,15 @@ def _tasks(args) -> list[str]:
     return list(dict.fromkeys(tasks))
 
 
+def _threads(args) -> int | None:
+    """``--threads`` checked (1 to ``bulk.MAX_THREADS``), or None where it was not given."""
+    if args.threads is None:
+        return None
+    from .bulk import check_num_threads
+
+    return check_num_threads(args.threads)
+
+
 def _read_kwargs(args) -> dict:
     kwargs = {}
     if args.leads:
@@ -106,15 +115,18 @@ def _cmd_predict(args) -> int:
 
     from .inference import check_threshold
 
-    torch.set_num_threads(max(1, args.threads))
-    tasks = _tasks(args)
-    if args.threshold is not None:
-        check_threshold(args.threshold)
     bulk = (
         args.out is not None
         or len(args.records) > 1
         or any(Path(r).is_dir() or any(c in r for c in "*?[") for r in args.records)
     )
+    # one record: one thread (a record is small); a bulk run shares the CPUs out between readers and the model
+    # (bulk.default_resources) unless --threads says otherwise
+    threads = _threads(args)
+    torch.set_num_threads(threads or 1)
+    tasks = _tasks(args)
+    if args.threshold is not None:
+        check_threshold(args.threshold)
     _check_output_path(args.out, [r for r in args.records if Path(r).is_file()], "--out")
     _check_output_path(args.plot, args.records, "--plot")
     if bulk:
@@ -180,14 +192,15 @@ def _classifier(args, tasks: list[str]):
 
 
 def _predict_bulk(args, tasks: list[str]) -> int:
-    from .bulk import bulk_predict
+    from .bulk import _check_num_workers, bulk_predict
     from .distributed import end_distributed_run
 
+    _check_num_workers(args.workers)  # a bad --workers says so before the model loads
     clf = _classifier(args, tasks)
     clf.set_precision(args.dtype or "bf16", compile=args.compile)
     summary = bulk_predict(
         clf, args.records, tasks, args.out, batch_size=args.batch_size, num_workers=args.workers,
-        threshold=args.threshold, read_kwargs=_read_kwargs(args), progress=not args.quiet,
+        threshold=args.threshold, read_kwargs=_read_kwargs(args), progress=not args.quiet, num_threads=_threads(args),
     )
     end_distributed_run()  # under accelerate launch: all processes merged, the gloo group goes before exit
     print(
@@ -205,7 +218,7 @@ def _cmd_zero_shot(args) -> int:
     from .data import read_record
     from .inference import MODEL_ALIASES, resolve_model
 
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(_threads(args) or 1)
     labels = [label.strip() for label in args.labels.split(",") if label.strip()]
     if len(labels) < 2:
         raise InvalidArgumentError(
@@ -303,7 +316,10 @@ def _record_arguments(p) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model id or directory (default {DEFAULT_MODEL})")
     p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: one record is small)")
+    p.add_argument(
+        "--threads", type=int, default=None,
+        help="torch CPU threads (default 1 for one record, which is small; for bulk runs the CPUs the readers leave)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -339,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=None,
-        help="DataLoader processes reading and preparing records (bulk; default: 2 where 2 or more CPUs are usable)",
+        help="DataLoader processes reading and preparing records (bulk; default: none on 1 CPU, 2 on 2 CPUs, about "
+        "two thirds of the CPUs on more)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(

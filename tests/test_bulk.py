@@ -185,17 +185,67 @@ def test_workers_give_the_same_rows(archive, tiny_repo, tmp_path, capsys):
     pd.testing.assert_frame_equal(results[0], results[1])
 
 
-def test_default_workers_follow_the_usable_cpus(monkeypatch):
+def test_default_workers_and_threads_follow_the_usable_cpus(monkeypatch):
     from tac_ecg_hf import bulk
 
-    for cpus, workers in ((1, 1), (2, 2), (16, 2)):
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    # (CPUs, local processes) -> (reader workers, model threads): no worker on one CPU, two readers beside the model
+    # on two (the 2-core machine of benchmarks/RESULTS.md), about two thirds of the CPUs reading on more
+    expected = {(1, 1): (0, 1), (2, 1): (2, 1), (3, 1): (2, 1), (4, 1): (3, 1), (16, 1): (11, 5), (200, 1): (64, 136),
+                (16, 2): (5, 3), (16, 8): (2, 1), (2, 4): (0, 1)}
+    for (cpus, local), (workers, threads) in expected.items():
         monkeypatch.setattr(bulk.os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)), raising=False)
-        assert bulk.default_num_workers() == workers
-        assert bulk._check_num_workers(None) == workers
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local))
+        assert bulk.usable_cpus() == max(1, cpus // local)
+        assert bulk.default_resources() == (workers, threads), (cpus, local)
+        assert bulk.default_num_workers() == workers == bulk._check_num_workers(None)
+        # workers the caller chose leave the rest of the CPUs to the model
+        assert bulk.default_resources(num_workers=0) == (0, max(1, cpus // local))
+    assert bulk.default_resources(cpus=8, num_workers=6) == (6, 2)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "not a number")  # a launcher's garbage is one process, not a crash
+    assert bulk.usable_cpus() == 2
     assert bulk._check_num_workers(0) == 0
     for bad in (-1, 65, 1.5, True, "2"):
         with pytest.raises(bulk.InvalidArgumentError, match="--workers must be a whole number"):
             bulk._check_num_workers(bad)
+    for bad in (0, -2, bulk.MAX_THREADS + 1, 2.0, False, "4"):
+        with pytest.raises(bulk.InvalidArgumentError, match="--threads must be a whole number from 1 to 1024"):
+            bulk.check_num_threads(bad)
+
+
+def test_bulk_runs_the_model_on_the_threads_the_readers_leave_and_restores_torchs(tiny_repo, data_root, tmp_path,
+                                                                                    monkeypatch, capsys):
+    import torch
+
+    from tac_ecg_hf import bulk
+
+    clf = ECGTaskClassifier.from_pretrained(tiny_repo)
+    paths = copy_records(data_root / "cpsc2018", CPSC[:2], tmp_path / "in")
+    seen = []
+    real_logits = clf.logits
+    monkeypatch.setattr(clf, "logits", lambda *a, **k: seen.append(torch.get_num_threads()) or real_logits(*a, **k))
+    monkeypatch.setattr(bulk, "usable_cpus", lambda: 2)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for n, (workers, threads, used) in enumerate(((0, None, 2), (0, 1, 1), (1, None, 1))):
+            seen.clear()
+            bulk_predict(clf, paths, ["cpsc2018"], tmp_path / f"out{n}.csv", batch_size=4, num_workers=workers,
+                         num_threads=threads, progress=False)
+            assert seen and set(seen) == {used}, (workers, threads, seen)
+            assert torch.get_num_threads() == 2  # the caller's setting is back
+        with pytest.raises(bulk.InvalidArgumentError, match="--threads must be a whole number"):
+            bulk_predict(clf, paths, ["cpsc2018"], tmp_path / "bad.csv", num_workers=0, num_threads=0)
+        assert not (tmp_path / "bad.csv").exists() and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    # the command line: a bad --threads is one line and exit code 2, before anything is loaded or written
+    capsys.readouterr()
+    for bad in ("0", "5000"):
+        code, out, err = predict([*paths, "--task", "cpsc2018", "--out", tmp_path / "cli.csv", "--threads", bad,
+                                  "--model", tiny_repo], capsys)
+        assert code == 2 and "--threads must be a whole number from 1 to 1024" in err, err
+        assert len(err.strip().splitlines()) == 1 and not (tmp_path / "cli.csv").exists()
 
 
 def test_bf16_rows_are_within_the_parity_tolerance(archive, classifier, tmp_path, capsys):
@@ -219,6 +269,8 @@ def test_bad_bulk_arguments_exit_2_with_one_line(archive, tmp_path, capsys):
         "--workers must be a whole number from 0": [*records, "--task", "cpsc2018", "--out", tmp_path / "x.csv",
                                                     "--workers", "-1"],
         "to 64, got 10000": [*records, "--task", "cpsc2018", "--out", tmp_path / "x.csv", "--workers", "10000"],
+        "--threads must be a whole number from 1 to 1024 (torch CPU threads), got 0": [records[0], "--task",
+                                                                                      "cpsc2018", "--threads", "0"],
     }
     for message, argv in cases.items():
         code, stdout, stderr = predict(argv, capsys)

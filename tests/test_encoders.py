@@ -640,3 +640,16 @@ def test_add_relu_is_in_place_only_where_the_sum_keeps_the_main_tensor_dtype_and
     assert out.data_ptr() != grad_main.data_ptr()
     out.sum().backward()
     assert torch.equal(grad_main.grad, ((grad_main + residual) > 0).float())
+
+
+def test_the_in_place_broadcast_check_agrees_with_torch():
+    from tac_ecg_hf.models.encoders.layers import _broadcasts_to
+
+    shapes = [(), (5,), (1,), (3, 1), (3, 5), (2, 3, 5), (2, 1, 5), (1, 3, 1), (4, 3, 5), (2, 3, 5, 1), (0, 5)]
+    for a in shapes:
+        for target in shapes:
+            try:
+                fits = torch.broadcast_shapes(a, target) == torch.Size(target)
+            except RuntimeError:
+                fits = False
+            assert _broadcasts_to(torch.Size(a), torch.Size(target)) == fits, (a, target)

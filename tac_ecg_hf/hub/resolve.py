@@ -6,7 +6,6 @@ import logging
 import os
 from pathlib import Path
 
-from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
@@ -66,6 +65,9 @@ def resolve_repo(
             ) from None
         if sub and allow_patterns is None:
             allow_patterns = [f"{sub}/*"]
+        # imported here: it brings huggingface_hub's HfApi (0.2 s), which a bundled or local model does not need
+        from huggingface_hub import snapshot_download
+
         try:
             folder = Path(snapshot_download(name, revision=revision, allow_patterns=allow_patterns,
                                             cache_dir=cache_dir, token=token, endpoint=endpoint,

@@ -112,11 +112,18 @@ def add_relu(main: torch.Tensor, residual: torch.Tensor, act: nn.Module) -> torc
         not torch.is_grad_enabled()
         and isinstance(act, nn.ReLU)
         and main.dtype == torch.promote_types(main.dtype, residual.dtype)
-        and main.shape == torch.broadcast_shapes(main.shape, residual.shape)
+        and _broadcasts_to(residual.shape, main.shape)
         and not torch.compiler.is_compiling()  # inductor fuses the add and the ReLU into one new tensor itself
     ):
         return act_on_new(act, main.add_(residual))
     return act(main + residual)
+
+
+def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
+    """Whether a tensor of ``shape`` broadcasts to ``target`` unchanged (what ``target_tensor.add_(tensor)`` needs).
+    Not ``torch.broadcast_shapes``: on first use it imports torch's reference implementations and sympy, 0.4 s of
+    a single ``tac-ecg predict`` (``python -X importtime``)."""
+    return len(shape) <= len(target) and all(s in (1, t) for s, t in zip(reversed(shape), reversed(target)))
 
 
 class ConvBnAct1d(nn.Module):
