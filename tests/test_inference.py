@@ -168,3 +168,23 @@ def test_bf16_matches_fp32_for_every_bundled_adapter(model, data_root, record_pr
     print(f"bf16 max |dp| {model}: {worst}")
     assert max(worst.values()) > 0  # bf16 really ran
     assert all(v <= BF16_TOLERANCE for v in worst.values()), worst
+
+
+def test_logits_switch_adapters_only_when_the_task_changes(tmp_path, monkeypatch):
+    """PEFT's ``set_adapter`` walks every module; ``logits`` calls it when the task differs from the one it switched
+    to last, or when someone switched the model behind its back, and never returns another task's logits."""
+    from support.hf_repos import save_task_repo
+
+    save_task_repo(tmp_path)
+    clf = ECGTaskClassifier.from_pretrained(tmp_path)
+    calls = []
+    real = clf.model.set_adapter
+    monkeypatch.setattr(clf.model, "set_adapter", lambda name, **kw: calls.append(name) or real(name, **kw))
+    x = np.random.default_rng(0).standard_normal((3, 12, 1000)).astype(np.float32)
+    first = clf.logits(x, "cpsc2018")
+    assert torch.equal(clf.logits(x, "cpsc2018"), first) and calls == ["cpsc2018"]
+    other = clf.logits(x, "cinc2017")
+    assert calls == ["cpsc2018", "cinc2017"] and other.shape[-1] == len(clf.adapter_config("cinc2017").labels)
+    real("cpsc2018")  # switched outside the classifier: the next cinc2017 batch switches back
+    assert torch.equal(clf.logits(x, "cinc2017"), other) and calls[-1] == "cinc2017"
+    assert torch.equal(clf.logits(x, "cpsc2018"), first) and calls == ["cpsc2018", "cinc2017", "cinc2017", "cpsc2018"]
