@@ -246,12 +246,9 @@ def bench_bulk(ctx: Context) -> dict:
     from tac_ecg_hf.bulk import usable_cpus
 
     cpus = usable_cpus()
-    bound = [
-        r["forward fp32"] / ((r["read+prepare only"] + r[f"forward {best}"]) / cpus) for r in per_round
-    ]
-    busy = [  # how close the run came to it: the bound's time for the archive / the run's time
-        ((r["read+prepare only"] + r[f"forward {best}"]) / cpus) / r[f"bulk {best}"] for r in per_round
-    ]
+    least = [(r["read+prepare only"] + r[f"forward {best}"]) / cpus for r in per_round]  # seconds for the archive
+    bound = [r["forward fp32"] / t for r, t in zip(per_round, least)]
+    busy = [t / r[f"bulk {best}"] for r, t in zip(per_round, least)]  # how close the run came to it
     frames = {p: pd.read_csv(path) for p, path in outs.items()}
     prob_columns = [c for c in frames["fp32"].columns if c.startswith("prob/")]
     return {

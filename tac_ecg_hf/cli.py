@@ -138,7 +138,7 @@ def _cmd_predict(args) -> int:
             raise InvalidArgumentError(
                 "several records: give --out results.csv (or .jsonl, .parquet) for the results."
             )
-        return _predict_bulk(args, tasks)
+        return _predict_bulk(args, tasks, threads)
     from .data import read_record
 
     record = read_record(args.records[0], **_read_kwargs(args))  # read (and validate) before the slower model load
@@ -191,7 +191,7 @@ def _classifier(args, tasks: list[str]):
     return clf
 
 
-def _predict_bulk(args, tasks: list[str]) -> int:
+def _predict_bulk(args, tasks: list[str], threads: int | None) -> int:
     from .bulk import _check_num_workers, bulk_predict
     from .distributed import end_distributed_run
 
@@ -200,7 +200,7 @@ def _predict_bulk(args, tasks: list[str]) -> int:
     clf.set_precision(args.dtype or "bf16", compile=args.compile)
     summary = bulk_predict(
         clf, args.records, tasks, args.out, batch_size=args.batch_size, num_workers=args.workers,
-        threshold=args.threshold, read_kwargs=_read_kwargs(args), progress=not args.quiet, num_threads=_threads(args),
+        threshold=args.threshold, read_kwargs=_read_kwargs(args), progress=not args.quiet, num_threads=threads,
     )
     end_distributed_run()  # under accelerate launch: all processes merged, the gloo group goes before exit
     print(

@@ -233,6 +233,7 @@ class ECGTaskClassifier:
         self._heads = dict(heads) if heads is not None else {task: model.peft_config[task] for task in self.tasks}
         self.dtype = torch.float32
         self._forward = self.model
+        self._switched_to: str | None = None  # the task logits() last switched the adapters to
 
     @classmethod
     def from_pretrained(
@@ -368,7 +369,7 @@ class ECGTaskClassifier:
             # PEFT's set_adapter walks every module (6-11 ms a call for xresnet1d101, up to 6% of a compiled bf16
             # batch of 64 windows): skipped where this classifier switched to ``task`` last and it is still active
             active = getattr(self.model, "active_adapter", None)
-            if not (getattr(self, "_switched_to", None) == task and active == task):
+            if not (self._switched_to == task and active == task):
                 self.model.set_adapter(task)
                 self._switched_to = task
         x = torch.as_tensor(input_values, dtype=torch.float32)

@@ -39,27 +39,4 @@ _EXPORTS = {
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    "BUNDLED_REF",
-    "CARD_METADATA",
-    "CHECKPOINTS_ROOT",
-    "GENERATED_MARKER",
-    "HubAccessError",
-    "RunMetadata",
-    "build_model_card",
-    "bundled_commit_hash",
-    "bundled_path",
-    "bundled_repo_ids",
-    "describe_hub_error",
-    "hub_errors",
-    "hub_model_id",
-    "is_hub_unavailable",
-    "list_task_adapters",
-    "push_run",
-    "read_run_metadata",
-    "resolve_repo",
-    "seed_hf_cache",
-    "task_adapters_in",
-    "write_card_metadata",
-    "write_model_card",
-]
+__all__ = sorted(_EXPORTS)
